@@ -1,0 +1,45 @@
+/* cs_log: one line per event on stderr, with a level and the component
+ * that speaks ("[source replay.btc-30s]").
+ *
+ * Repeated warnings from one place (an invalid input line, a retry) go
+ * through a cs_log_limiter: the first few are printed, then at most one per
+ * second with the number suppressed meanwhile, so a flood of bad input never
+ * floods the log yet every event is counted. Only the loop thread logs. */
+#ifndef CS_LOG_H
+#define CS_LOG_H
+
+#include <stdint.h>
+
+typedef enum { CS_LOG_DEBUG = 0, CS_LOG_INFO, CS_LOG_WARN, CS_LOG_ERROR } cs_log_level;
+
+void cs_log_set_level(cs_log_level level);
+cs_log_level cs_log_get_level(void);
+/* Parses "debug", "info", "warn", "error"; returns -1 on anything else. */
+int cs_log_parse_level(const char *s, cs_log_level *out);
+
+void cs_log(cs_log_level level, const char *component, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+typedef struct cs_log_limiter {
+  uint32_t burst;      /* lines printed before limiting starts */
+  uint32_t printed;
+  uint64_t suppressed; /* not printed since the last printed line */
+  int64_t last_ms;     /* when the last line was printed (monotonic) */
+} cs_log_limiter;
+
+#define CS_LOG_LIMITER_INIT {10, 0, 0, 0}
+
+void cs_log_limited(cs_log_limiter *lim, cs_log_level level, const char *component, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+/* Prints how many lines were suppressed since the last one, if any. */
+void cs_log_limiter_flush(cs_log_limiter *lim, cs_log_level level, const char *component, const char *what);
+
+#define cs_debug(comp, ...)                                        \
+  do {                                                             \
+    if (cs_log_get_level() <= CS_LOG_DEBUG) cs_log(CS_LOG_DEBUG, comp, __VA_ARGS__); \
+  } while (0)
+#define cs_info(comp, ...) cs_log(CS_LOG_INFO, comp, __VA_ARGS__)
+#define cs_warn(comp, ...) cs_log(CS_LOG_WARN, comp, __VA_ARGS__)
+#define cs_error(comp, ...) cs_log(CS_LOG_ERROR, comp, __VA_ARGS__)
+
+#endif

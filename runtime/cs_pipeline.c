@@ -1,0 +1,461 @@
+#include "cs_pipeline.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "cs_log.h"
+#include "cs_parse.h"
+#include "cs_time.h"
+
+#define RETRY_BASE_MS 100
+#define RETRY_MAX_MS 30000
+
+typedef struct sink_slot {
+  cs_sink *sink;
+  cs_row *pending; /* rows the sink answered RETRY for, owned copies */
+  size_t npending, cap;
+  uv_timer_t timer;
+  uint64_t backoff_ms;
+  int flushing; /* the final flush answered RETRY */
+  struct cs_pipeline *p;
+} sink_slot;
+
+typedef enum { ST_NEW, ST_RUNNING, ST_DRAINING, ST_DONE } state;
+
+struct cs_pipeline {
+  char *name;
+  char label[96];
+  cs_source *src;
+  sink_slot *sinks;
+  size_t nsinks;
+  cs_window_conf wconf;
+  cs_window *window;
+  cs_hooks hooks;
+  int has_hooks;
+  cs_parser *parser;
+  cs_row *batch; /* rows emitted while processing one line */
+  size_t nbatch, cap_batch;
+  state st;
+  int interrupted, src_paused, src_stopped;
+  char *failure;
+  cs_pipeline_stats stats;
+  cs_log_limiter lim_invalid, lim_late, lim_dup, lim_hook, lim_retry;
+  cs_pipeline_done_fn on_done;
+  void *done_ud;
+  uint64_t lineno; /* line being processed, for messages */
+};
+
+cs_pipeline *cs_pipeline_create(const char *name, cs_err *err) {
+  cs_pipeline *p = calloc(1, sizeof *p);
+  if (!p || !(p->name = strdup(name)) || !(p->parser = cs_parser_create())) {
+    cs_pipeline_destroy(p);
+    cs_err_set(err, "out of memory");
+    return NULL;
+  }
+  snprintf(p->label, sizeof p->label, "pipeline %s", name);
+  cs_log_limiter init = CS_LOG_LIMITER_INIT;
+  p->lim_invalid = p->lim_late = p->lim_dup = p->lim_hook = p->lim_retry = init;
+  return p;
+}
+
+static void free_rows(cs_row *rows, size_t n) {
+  for (size_t i = 0; i < n; i++) free((char *)rows[i].ext_json);
+}
+
+void cs_pipeline_destroy(cs_pipeline *p) {
+  if (!p) return;
+  cs_source_destroy(p->src);
+  for (size_t i = 0; i < p->nsinks; i++) {
+    free_rows(p->sinks[i].pending, p->sinks[i].npending);
+    free(p->sinks[i].pending);
+    cs_sink_destroy(p->sinks[i].sink);
+  }
+  free(p->sinks);
+  free_rows(p->batch, p->nbatch);
+  free(p->batch);
+  cs_window_destroy(p->window);
+  cs_parser_destroy(p->parser);
+  free(p->failure);
+  free(p->name);
+  free(p);
+}
+
+const char *cs_pipeline_name(const cs_pipeline *p) { return p->name; }
+const cs_pipeline_stats *cs_pipeline_get_stats(const cs_pipeline *p) { return &p->stats; }
+const char *cs_pipeline_failure(const cs_pipeline *p) { return p->failure; }
+
+void cs_pipeline_set_source(cs_pipeline *p, cs_source *src) {
+  cs_source_destroy(p->src);
+  p->src = src;
+}
+
+int cs_pipeline_add_sink(cs_pipeline *p, cs_sink *sink, cs_err *err) {
+  sink_slot *ns = realloc(p->sinks, (p->nsinks + 1) * sizeof *ns);
+  if (!ns) {
+    cs_sink_destroy(sink);
+    return cs_err_set(err, "out of memory");
+  }
+  p->sinks = ns;
+  memset(&p->sinks[p->nsinks], 0, sizeof *ns);
+  p->sinks[p->nsinks].sink = sink;
+  p->nsinks++;
+  return 0;
+}
+
+void cs_pipeline_set_hooks(cs_pipeline *p, const cs_hooks *hooks) {
+  p->hooks = *hooks;
+  p->has_hooks = hooks->filter || hooks->map;
+}
+
+/* Copies a row, taking its own copy of the Lua aggregates' JSON. */
+static int copy_row(cs_row *dst, const cs_row *src) {
+  *dst = *src;
+  if (src->ext_json && !(dst->ext_json = strdup(src->ext_json))) return -1;
+  return 0;
+}
+
+static int append_rows(cs_row **arr, size_t *n, size_t *cap, const cs_row *rows, size_t k) {
+  if (*n + k > *cap) {
+    size_t nc = *cap ? *cap : 16;
+    while (nc < *n + k) nc *= 2;
+    cs_row *na = realloc(*arr, nc * sizeof *na);
+    if (!na) return -1;
+    *arr = na;
+    *cap = nc;
+  }
+  for (size_t i = 0; i < k; i++) {
+    if (copy_row(&(*arr)[*n], &rows[i]) != 0) return -1;
+    (*n)++;
+  }
+  return 0;
+}
+
+static void fail(cs_pipeline *p, const char *fmt, const char *detail);
+static void maybe_finish(cs_pipeline *p);
+
+static void on_row(void *ud, const cs_row *row) {
+  cs_pipeline *p = ud;
+  p->stats.windows++;
+  if (append_rows(&p->batch, &p->nbatch, &p->cap_batch, row, 1) != 0) fail(p, "out of memory keeping %s rows", "emitted");
+}
+
+static void update_pause(cs_pipeline *p) {
+  int backlog = 0;
+  for (size_t i = 0; i < p->nsinks; i++) backlog |= p->sinks[i].npending > 0;
+  if (!p->src || p->src_stopped) return;
+  if (backlog && !p->src_paused) {
+    p->src_paused = 1;
+    p->src->vt->pause(p->src);
+  } else if (!backlog && p->src_paused) {
+    p->src_paused = 0;
+    p->src->vt->resume(p->src);
+  }
+}
+
+static uint64_t jitter(uint64_t ms) {
+  /* Equal jitter: half fixed, half random, so retries of several
+   * pipelines spread out yet never come back at once. */
+  return ms / 2 + (uint64_t)rand() % (ms / 2 + 1);
+}
+
+static void on_retry(uv_timer_t *t);
+
+static void schedule_retry(sink_slot *s, const char *why) {
+  cs_pipeline *p = s->p;
+  p->stats.sink_retries++;
+  s->backoff_ms = s->backoff_ms ? s->backoff_ms * 2 : RETRY_BASE_MS;
+  if (s->backoff_ms > RETRY_MAX_MS) s->backoff_ms = RETRY_MAX_MS;
+  uint64_t delay = jitter(s->backoff_ms);
+  cs_log_limited(&p->lim_retry, CS_LOG_WARN, s->sink->label, "%s; %zu rows kept, retrying in %llu ms", why,
+                 s->npending, (unsigned long long)delay);
+  uv_timer_start(&s->timer, on_retry, delay, 0);
+}
+
+/* Hands rows to one sink, honouring the order of what is already queued. */
+static void write_sink(sink_slot *s, const cs_row *rows, size_t n) {
+  cs_pipeline *p = s->p;
+  cs_err err = {{0}};
+  if (s->npending) {
+    if (append_rows(&s->pending, &s->npending, &s->cap, rows, n) != 0) fail(p, "out of memory queueing %s rows", "sink");
+    return;
+  }
+  cs_sink_status st = s->sink->vt->write(s->sink, rows, n, &err);
+  if (st == CS_SINK_OK) {
+    p->stats.rows_acked += n;
+    return;
+  }
+  if (st == CS_SINK_ERROR) {
+    cs_error(s->sink->label, "%s", err.msg);
+    fail(p, "%s failed", s->sink->label);
+    return;
+  }
+  if (append_rows(&s->pending, &s->npending, &s->cap, rows, n) != 0) {
+    fail(p, "out of memory queueing %s rows", "sink");
+    return;
+  }
+  schedule_retry(s, err.msg[0] ? err.msg : "sink asked to retry");
+  update_pause(p);
+}
+
+static void on_retry(uv_timer_t *t) {
+  sink_slot *s = t->data;
+  cs_pipeline *p = s->p;
+  cs_err err = {{0}};
+  if (p->st == ST_DONE) return;
+  cs_sink_status st;
+  if (s->npending) {
+    st = s->sink->vt->write(s->sink, s->pending, s->npending, &err);
+    if (st == CS_SINK_OK) {
+      cs_info(s->sink->label, "recovered: %zu queued rows written", s->npending);
+      p->stats.rows_acked += s->npending;
+      free_rows(s->pending, s->npending);
+      s->npending = 0;
+    }
+  } else {
+    st = s->sink->vt->flush(s->sink, &err);
+    if (st == CS_SINK_OK) s->flushing = 0;
+  }
+  if (st == CS_SINK_ERROR) {
+    cs_error(s->sink->label, "%s", err.msg);
+    fail(p, "%s failed", s->sink->label);
+    return;
+  }
+  if (st == CS_SINK_RETRY) {
+    schedule_retry(s, err.msg[0] ? err.msg : "sink asked to retry");
+    return;
+  }
+  s->backoff_ms = 0;
+  update_pause(p);
+  maybe_finish(p);
+}
+
+static void deliver(cs_pipeline *p) {
+  if (!p->nbatch) return;
+  for (size_t i = 0; i < p->nsinks && p->st != ST_DONE; i++) write_sink(&p->sinks[i], p->batch, p->nbatch);
+  free_rows(p->batch, p->nbatch);
+  p->nbatch = 0;
+}
+
+static void stop_source(cs_pipeline *p) {
+  if (p->src && !p->src_stopped) {
+    p->src_stopped = 1;
+    p->src->vt->stop(p->src);
+  }
+}
+
+static void close_sinks(cs_pipeline *p) {
+  for (size_t i = 0; i < p->nsinks; i++) {
+    uv_timer_stop(&p->sinks[i].timer);
+    if (!uv_is_closing((uv_handle_t *)&p->sinks[i].timer)) uv_close((uv_handle_t *)&p->sinks[i].timer, NULL);
+    p->sinks[i].sink->vt->stop(p->sinks[i].sink);
+  }
+}
+
+static void done(cs_pipeline *p) {
+  if (p->st == ST_DONE) return;
+  p->st = ST_DONE;
+  p->stats.end_us = cs_time_mono_us();
+  stop_source(p);
+  close_sinks(p);
+  cs_log_limiter_flush(&p->lim_invalid, CS_LOG_WARN, p->label, "invalid-line messages");
+  cs_log_limiter_flush(&p->lim_late, CS_LOG_INFO, p->label, "late-trade messages");
+  cs_log_limiter_flush(&p->lim_dup, CS_LOG_INFO, p->label, "duplicate-trade messages");
+  if (p->on_done) p->on_done(p->done_ud, p);
+}
+
+static void fail(cs_pipeline *p, const char *fmt, const char *detail) {
+  if (p->failure || p->st == ST_DONE) return;
+  char msg[256];
+  snprintf(msg, sizeof msg, fmt, detail);
+  p->failure = strdup(msg);
+  cs_error(p->label, "stopping: %s", msg);
+  done(p);
+}
+
+/* While draining: once every sink has taken everything, flush them all. */
+static void maybe_finish(cs_pipeline *p) {
+  if (p->st != ST_DRAINING) return;
+  for (size_t i = 0; i < p->nsinks; i++)
+    if (p->sinks[i].npending || p->sinks[i].flushing) return;
+  for (size_t i = 0; i < p->nsinks; i++) {
+    sink_slot *s = &p->sinks[i];
+    if (s->flushing == 2) continue; /* flushed already */
+    cs_err err = {{0}};
+    cs_sink_status st = s->sink->vt->flush(s->sink, &err);
+    if (st == CS_SINK_ERROR) {
+      cs_error(s->sink->label, "%s", err.msg);
+      fail(p, "%s failed", s->sink->label);
+      return;
+    }
+    if (st == CS_SINK_RETRY) {
+      s->flushing = 1;
+      schedule_retry(s, err.msg[0] ? err.msg : "flush asked to retry");
+      return;
+    }
+    s->flushing = 2;
+  }
+  done(p);
+}
+
+static void on_end(void *ud) {
+  cs_pipeline *p = ud;
+  if (p->st != ST_RUNNING) return;
+  if (p->window) cs_window_finish(p->window);
+  deliver(p);
+  if (p->st == ST_DONE) return;
+  p->st = ST_DRAINING;
+  stop_source(p);
+  maybe_finish(p);
+}
+
+static void on_fail(void *ud, const char *why) { fail(ud, "%s", why); }
+
+static void process_trade(cs_pipeline *p, cs_trade *t) {
+  if (p->has_hooks) {
+    /* Hooks see only trades that will count: late and duplicate trades
+     * are dropped (and counted) before any user code runs. */
+    cs_window_verdict v0 = cs_window_check(p->window, t);
+    if (v0 == CS_WIN_ACCEPTED) {
+      int keep = 1;
+      if (p->hooks.filter) keep = p->hooks.filter(p->hooks.ud, t);
+      if (keep == 1 && p->hooks.map) keep = p->hooks.map(p->hooks.ud, t);
+      if (keep != 1) {
+        if (keep < 0) {
+          p->stats.hook_errors++;
+          cs_log_limited(&p->lim_hook, CS_LOG_WARN, p->label, "line %llu: hook failed; trade %.*s #%lld dropped",
+                         (unsigned long long)p->lineno, (int)t->product_len, t->product_id, (long long)t->trade_id);
+        } else {
+          p->stats.filtered++;
+        }
+        return;
+      }
+    }
+  }
+  switch (cs_window_add(p->window, t)) {
+    case CS_WIN_ACCEPTED: p->stats.trades++; break;
+    case CS_WIN_LATE:
+      p->stats.late++;
+      cs_log_limited(&p->lim_late, CS_LOG_INFO, p->label, "line %llu: late trade %.*s #%lld at %.*s dropped",
+                     (unsigned long long)p->lineno, (int)t->product_len, t->product_id, (long long)t->trade_id,
+                     (int)t->time_len, t->time_str);
+      break;
+    case CS_WIN_DUPLICATE:
+      p->stats.duplicates++;
+      cs_log_limited(&p->lim_dup, CS_LOG_INFO, p->label, "line %llu: duplicate trade %.*s #%lld dropped",
+                     (unsigned long long)p->lineno, (int)t->product_len, t->product_id, (long long)t->trade_id);
+      break;
+    case CS_WIN_NOMEM: fail(p, "out of memory in the %s", "window engine"); break;
+  }
+}
+
+static void on_line(void *ud, const char *line, size_t len, int padded, uint64_t lineno, const char *reject) {
+  cs_pipeline *p = ud;
+  if (p->st != ST_RUNNING) return;
+  p->stats.lines++;
+  p->lineno = lineno;
+  if (reject) {
+    p->stats.invalid++;
+    cs_log_limited(&p->lim_invalid, CS_LOG_WARN, p->label, "line %llu: invalid: %s", (unsigned long long)lineno, reject);
+    return;
+  }
+  if (len == 0) return; /* an empty line carries nothing */
+  const cs_trade *trades;
+  size_t n;
+  const char *why;
+  switch (cs_parse_line(p->parser, line, len, padded != 0, &trades, &n, &why)) {
+    case CS_PARSE_INVALID:
+      p->stats.invalid++;
+      cs_log_limited(&p->lim_invalid, CS_LOG_WARN, p->label, "line %llu: invalid: %s", (unsigned long long)lineno, why);
+      return;
+    case CS_PARSE_OTHER: p->stats.ignored++; return;
+    case CS_PARSE_TRADES:
+      for (size_t i = 0; i < n && p->st == ST_RUNNING; i++) {
+        cs_trade t = trades[i];
+        process_trade(p, &t);
+      }
+      break;
+  }
+  deliver(p);
+}
+
+int cs_pipeline_set_window(cs_pipeline *p, const cs_window_conf *conf, cs_err *err) {
+  cs_window_destroy(p->window);
+  p->wconf = *conf;
+  p->window = cs_window_create(&p->wconf, on_row, p, err);
+  return p->window ? 0 : -1;
+}
+
+int cs_pipeline_start(cs_pipeline *p, uv_loop_t *loop, cs_pipeline_done_fn on_done, void *ud, cs_err *err) {
+  if (!p->src) return cs_err_set(err, "%s: no source", p->label);
+  if (!p->window) return cs_err_set(err, "%s: no window", p->label);
+  if (!p->nsinks) return cs_err_set(err, "%s: no sink", p->label);
+  p->on_done = on_done;
+  p->done_ud = ud;
+  p->stats.start_us = cs_time_mono_us();
+  for (size_t i = 0; i < p->nsinks; i++) {
+    sink_slot *s = &p->sinks[i];
+    s->p = p;
+    uv_timer_init(loop, &s->timer);
+    s->timer.data = s;
+    if (s->sink->vt->start(s->sink, loop, err) != 0) {
+      cs_err_prefix(err, "%s", s->sink->label);
+      for (size_t j = 0; j <= i; j++) uv_close((uv_handle_t *)&p->sinks[j].timer, NULL);
+      for (size_t j = 0; j < i; j++) p->sinks[j].sink->vt->stop(p->sinks[j].sink);
+      p->st = ST_DONE;
+      return -1;
+    }
+  }
+  p->src->ud = p;
+  p->src->on_line = on_line;
+  p->src->on_end = on_end;
+  p->src->on_fail = on_fail;
+  p->st = ST_RUNNING;
+  if (p->src->vt->start(p->src, loop, err) != 0) {
+    cs_err_prefix(err, "%s", p->src->label);
+    p->st = ST_DONE;
+    p->src_stopped = 1;
+    close_sinks(p);
+    return -1;
+  }
+  return 0;
+}
+
+void cs_pipeline_interrupt(cs_pipeline *p) {
+  if (p->st == ST_DONE) return;
+  if (p->st == ST_DRAINING && p->interrupted) {
+    /* Second signal: give up on rows a sink has not taken. */
+    for (size_t i = 0; i < p->nsinks; i++) {
+      sink_slot *s = &p->sinks[i];
+      if (s->npending)
+        cs_error(s->sink->label, "interrupted twice: %zu rows not written", s->npending);
+    }
+    fail(p, "interrupted twice with %s", "rows still waiting for a sink");
+    return;
+  }
+  p->interrupted = 1;
+  if (p->st == ST_RUNNING) {
+    p->stats.open_windows = p->window ? cs_window_open_count(p->window) : 0;
+    if (p->stats.open_windows)
+      cs_info(p->label, "interrupted: %llu open windows not emitted (incomplete)",
+              (unsigned long long)p->stats.open_windows);
+    stop_source(p);
+    p->st = ST_DRAINING;
+  }
+  maybe_finish(p);
+}
+
+void cs_pipeline_print_summary(const cs_pipeline *p, FILE *out) {
+  const cs_pipeline_stats *s = &p->stats;
+  int64_t end = s->end_us ? s->end_us : cs_time_mono_us();
+  double el = (double)(end - s->start_us) / 1e6;
+  fprintf(out,
+          "summary pipeline=%s lines=%llu trades=%llu windows=%llu late=%llu duplicates=%llu invalid=%llu "
+          "ignored=%llu open_windows=%llu filtered=%llu hook_errors=%llu rows_acked=%llu sink_retries=%llu "
+          "elapsed_s=%.3f trades_per_s=%.0f%s\n",
+          p->name, (unsigned long long)s->lines, (unsigned long long)s->trades, (unsigned long long)s->windows,
+          (unsigned long long)s->late, (unsigned long long)s->duplicates, (unsigned long long)s->invalid,
+          (unsigned long long)s->ignored, (unsigned long long)s->open_windows, (unsigned long long)s->filtered,
+          (unsigned long long)s->hook_errors, (unsigned long long)s->rows_acked,
+          (unsigned long long)s->sink_retries, el, el > 0 ? (double)s->trades / el : 0.0,
+          p->failure ? " status=failed" : (p->interrupted ? " status=interrupted" : " status=ok"));
+}

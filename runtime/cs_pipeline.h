@@ -1,0 +1,76 @@
+/* cs_pipeline: one running topology — source -> parse -> hooks -> window
+ * engine -> sinks — on a libuv loop.
+ *
+ * The pipeline owns its source, window engine and sinks. It counts every
+ * line (trades, invalid, ignored, late, duplicates, filtered), logs every
+ * drop (rate-limited), and holds the one retry policy for sinks: a sink
+ * that answers RETRY keeps its rows queued here, the source is paused
+ * (back-pressure) and the write is retried with exponential backoff and
+ * jitter until it succeeds. Nothing is dropped silently.
+ *
+ * Ends when its finite source ends (every open window is emitted), on
+ * cs_pipeline_interrupt (open windows are not emitted: they are incomplete;
+ * their number is reported), or on a sink/source failure. Uses cs_parse,
+ * cs_window, cs_plugin, cs_log. Loop thread only. */
+#ifndef CS_PIPELINE_H
+#define CS_PIPELINE_H
+
+#include <stdint.h>
+#include <stdio.h>
+#include <uv.h>
+
+#include "cs_err.h"
+#include "cs_plugin.h"
+#include "cs_record.h"
+#include "cs_window.h"
+
+/* Per-trade user hooks (the Lua layer implements them). Called only for
+ * valid trades the window would accept (not late, not duplicate). Each
+ * returns 1 to keep the trade, 0 to drop it (counted `filtered`), -1 when
+ * the hook failed (counted `hook_errors`, logged, the trade dropped). */
+typedef struct cs_hooks {
+  void *ud;
+  int (*filter)(void *ud, const cs_trade *trade);
+  /* May rewrite *trade; strings it points to must stay valid until the
+   * next call. */
+  int (*map)(void *ud, cs_trade *trade);
+} cs_hooks;
+
+typedef struct cs_pipeline_stats {
+  uint64_t lines, trades, windows, late, duplicates, invalid, ignored, filtered, hook_errors;
+  uint64_t rows_acked, sink_retries;
+  uint64_t open_windows; /* windows left open (not emitted) when interrupted */
+  int64_t start_us, end_us;
+} cs_pipeline_stats;
+
+typedef struct cs_pipeline cs_pipeline;
+typedef void (*cs_pipeline_done_fn)(void *ud, cs_pipeline *p);
+
+cs_pipeline *cs_pipeline_create(const char *name, cs_err *err);
+/* Frees everything it owns; call after the loop has closed its handles
+ * (after on_done and uv_run returned). NULL is a no-op. */
+void cs_pipeline_destroy(cs_pipeline *p);
+
+const char *cs_pipeline_name(const cs_pipeline *p);
+/* Takes ownership of src / sink. */
+void cs_pipeline_set_source(cs_pipeline *p, cs_source *src);
+int cs_pipeline_add_sink(cs_pipeline *p, cs_sink *sink, cs_err *err);
+/* The conf (and its ext) must outlive the pipeline. */
+int cs_pipeline_set_window(cs_pipeline *p, const cs_window_conf *conf, cs_err *err);
+/* The hooks struct is copied; its ud must outlive the pipeline. */
+void cs_pipeline_set_hooks(cs_pipeline *p, const cs_hooks *hooks);
+
+/* Starts sinks, then the source. on_done is called once when it ends. */
+int cs_pipeline_start(cs_pipeline *p, uv_loop_t *loop, cs_pipeline_done_fn on_done, void *ud, cs_err *err);
+/* SIGINT/SIGTERM: stop intake, keep what was acknowledged, finish.
+ * A second call gives up on rows still waiting for a sink (counted). */
+void cs_pipeline_interrupt(cs_pipeline *p);
+
+const cs_pipeline_stats *cs_pipeline_get_stats(const cs_pipeline *p);
+/* Non-NULL when the pipeline failed: the reason. */
+const char *cs_pipeline_failure(const cs_pipeline *p);
+/* The end-of-run summary, one line:
+ * "summary pipeline=NAME lines=N trades=N windows=N ..." */
+void cs_pipeline_print_summary(const cs_pipeline *p, FILE *out);
+
+#endif

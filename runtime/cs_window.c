@@ -1,0 +1,330 @@
+#include "cs_window.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "cs_hmap.h"
+#include "cs_intern.h"
+#include "cs_time.h"
+
+const char *const cs_agg_names[CS_AGG_COUNT] = {"trades", "avg_price", "vwap",   "open",       "high",
+                                                "low",    "close",     "volume", "buy_volume", "sell_volume"};
+
+typedef struct win_id {
+  int64_t trade_id;
+  uint32_t product;
+} win_id;
+
+typedef struct win {
+  int64_t start_us;
+  uint32_t key;
+  uint64_t trades;
+  double sum_price, sum_pv, volume, buy_volume, sell_volume, high, low, open, close;
+  int64_t open_t, open_id, close_t, close_id;
+  win_id *ids;
+  size_t nids, cap_ids;
+  uint64_t ext; /* cs_window_ext handle */
+} win;
+
+typedef struct slot {
+  int64_t start_us;
+  win **wins;
+  size_t n, cap;
+} slot;
+
+struct cs_window {
+  cs_window_conf conf;
+  cs_window_emit_fn emit;
+  void *ud;
+  cs_intern *keys;
+  uint32_t all_key;  /* the key "*" when !by_product */
+  cs_hmap open;      /* (start, key) -> win* */
+  cs_hmap seen;      /* (product, trade_id) -> start of the window holding it */
+  slot *slots;       /* sorted by start */
+  size_t nslots, cap_slots;
+  win **last;        /* per key: the window the key's last trade went to */
+  size_t cap_last;
+  size_t open_windows;
+  int has_wm;
+  int64_t wm, max_t;
+};
+
+cs_window *cs_window_create(const cs_window_conf *conf, cs_window_emit_fn emit, void *ud, cs_err *err) {
+  if (conf->size_us <= 0 || conf->size_us % CS_US_PER_S != 0) {
+    cs_err_set(err, "window size must be a whole number of seconds > 0");
+    return NULL;
+  }
+  if (conf->lateness_us < 0) {
+    cs_err_set(err, "lateness must be >= 0");
+    return NULL;
+  }
+  cs_window *w = calloc(1, sizeof *w);
+  if (!w) goto nomem;
+  w->conf = *conf;
+  w->emit = emit;
+  w->ud = ud;
+  cs_hmap_init(&w->open);
+  cs_hmap_init(&w->seen);
+  if (!(w->keys = cs_intern_create())) goto nomem;
+  if (!conf->by_product) {
+    int64_t id = cs_intern_id(w->keys, "*", 1);
+    if (id < 0) goto nomem;
+    w->all_key = (uint32_t)id;
+  }
+  return w;
+nomem:
+  cs_window_destroy(w);
+  cs_err_set(err, "out of memory");
+  return NULL;
+}
+
+static void win_free(cs_window *w, win *x) {
+  if (w->conf.ext) w->conf.ext->release(w->conf.ext->ud, x->ext);
+  free(x->ids);
+  free(x);
+}
+
+void cs_window_destroy(cs_window *w) {
+  if (!w) return;
+  for (size_t i = 0; i < w->nslots; i++) {
+    for (size_t j = 0; j < w->slots[i].n; j++) win_free(w, w->slots[i].wins[j]);
+    free(w->slots[i].wins);
+  }
+  free(w->slots);
+  free(w->last);
+  cs_hmap_free(&w->open);
+  cs_hmap_free(&w->seen);
+  cs_intern_destroy(w->keys);
+  free(w);
+}
+
+static inline int64_t window_start(const cs_window *w, int64_t t) {
+  return cs_time_floor_div(t, w->conf.size_us) * w->conf.size_us;
+}
+
+static int cmp_key(const void *a, const void *b, void *keys) {
+  const win *x = *(win *const *)a, *y = *(win *const *)b;
+  return strcmp(cs_intern_name(keys, x->key), cs_intern_name(keys, y->key));
+}
+
+/* Insertion sort: a slot holds one window per product (tens), and sorting
+ * with a context pointer is not in C11's qsort. */
+static void sort_slot(slot *s, cs_intern *keys) {
+  for (size_t i = 1; i < s->n; i++) {
+    win *x = s->wins[i];
+    size_t j = i;
+    while (j > 0 && cmp_key(&s->wins[j - 1], &x, keys) > 0) {
+      s->wins[j] = s->wins[j - 1];
+      j--;
+    }
+    s->wins[j] = x;
+  }
+}
+
+static void emit_window(cs_window *w, win *x) {
+  cs_row row;
+  memset(&row, 0, sizeof row);
+  row.product_id = cs_intern_name(w->keys, x->key);
+  row.window_start_us = x->start_us;
+  row.window_end_us = x->start_us + w->conf.size_us;
+  row.trades = x->trades;
+  row.avg_price = x->sum_price / (double)x->trades;
+  row.vwap = x->sum_pv / x->volume;
+  row.open = x->open;
+  row.high = x->high;
+  row.low = x->low;
+  row.close = x->close;
+  row.volume = x->volume;
+  row.buy_volume = x->buy_volume;
+  row.sell_volume = x->sell_volume;
+  row.aggs = w->conf.aggs;
+  char *ext = w->conf.ext ? w->conf.ext->result(w->conf.ext->ud, x->ext) : NULL;
+  row.ext_json = ext;
+  w->emit(w->ud, &row);
+  free(ext);
+}
+
+/* Emits and frees the oldest slot. */
+static void close_first_slot(cs_window *w) {
+  slot s = w->slots[0];
+  memmove(w->slots, w->slots + 1, (w->nslots - 1) * sizeof *w->slots);
+  w->nslots--;
+  sort_slot(&s, w->keys);
+  for (size_t j = 0; j < s.n; j++) {
+    win *x = s.wins[j];
+    emit_window(w, x);
+    for (size_t k = 0; k < x->nids; k++) cs_hmap_del(&w->seen, x->ids[k].product, (uint64_t)x->ids[k].trade_id);
+    cs_hmap_del(&w->open, (uint64_t)x->start_us, x->key);
+    if (w->last[x->key] == x) w->last[x->key] = NULL;
+    w->open_windows--;
+    win_free(w, x);
+  }
+  free(s.wins);
+}
+
+static void emit_closed(cs_window *w) {
+  while (w->nslots && w->slots[0].start_us + w->conf.size_us <= w->wm) close_first_slot(w);
+}
+
+static slot *find_or_add_slot(cs_window *w, int64_t start) {
+  size_t lo = 0, hi = w->nslots;
+  /* Most trades go to the newest slot: check it before searching. */
+  if (hi && w->slots[hi - 1].start_us == start) return &w->slots[hi - 1];
+  while (lo < hi) {
+    size_t mid = (lo + hi) / 2;
+    if (w->slots[mid].start_us < start)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  if (lo < w->nslots && w->slots[lo].start_us == start) return &w->slots[lo];
+  if (w->nslots == w->cap_slots) {
+    size_t nc = w->cap_slots ? w->cap_slots * 2 : 8;
+    slot *ns = realloc(w->slots, nc * sizeof *ns);
+    if (!ns) return NULL;
+    w->slots = ns;
+    w->cap_slots = nc;
+  }
+  memmove(w->slots + lo + 1, w->slots + lo, (w->nslots - lo) * sizeof *w->slots);
+  w->nslots++;
+  memset(&w->slots[lo], 0, sizeof w->slots[lo]);
+  w->slots[lo].start_us = start;
+  return &w->slots[lo];
+}
+
+static win *open_window(cs_window *w, int64_t start, uint32_t key) {
+  if (key >= w->cap_last) {
+    size_t nc = w->cap_last ? w->cap_last : 16;
+    while (nc <= key) nc *= 2;
+    win **nl = realloc(w->last, nc * sizeof *nl);
+    if (!nl) return NULL;
+    memset(nl + w->cap_last, 0, (nc - w->cap_last) * sizeof *nl);
+    w->last = nl;
+    w->cap_last = nc;
+  }
+  win *x = w->last[key];
+  if (x && x->start_us == start) return x;
+  uint64_t *found = cs_hmap_get(&w->open, (uint64_t)start, key);
+  if (found) {
+    x = (win *)(uintptr_t)*found;
+    w->last[key] = x;
+    return x;
+  }
+  slot *s = find_or_add_slot(w, start);
+  if (!s) return NULL;
+  if (s->n == s->cap) {
+    size_t nc = s->cap ? s->cap * 2 : 4;
+    win **nw = realloc(s->wins, nc * sizeof *nw);
+    if (!nw) return NULL;
+    s->wins = nw;
+    s->cap = nc;
+  }
+  x = calloc(1, sizeof *x);
+  if (!x) return NULL;
+  x->start_us = start;
+  x->key = key;
+  if (w->conf.ext && w->conf.ext->init(w->conf.ext->ud, &x->ext) != 0) {
+    free(x);
+    return NULL;
+  }
+  if (cs_hmap_put(&w->open, (uint64_t)start, key, (uint64_t)(uintptr_t)x) != 0) {
+    win_free(w, x);
+    return NULL;
+  }
+  s->wins[s->n++] = x;
+  w->last[key] = x;
+  w->open_windows++;
+  return x;
+}
+
+static cs_window_verdict check(cs_window *w, const cs_trade *t, int64_t *start, int64_t *product) {
+  *start = window_start(w, t->time_us);
+  if (w->has_wm && *start + w->conf.size_us <= w->wm) return CS_WIN_LATE;
+  *product = cs_intern_id(w->keys, t->product_id, t->product_len);
+  if (*product < 0) return CS_WIN_NOMEM;
+  if (cs_hmap_get(&w->seen, (uint64_t)*product, (uint64_t)t->trade_id)) return CS_WIN_DUPLICATE;
+  return CS_WIN_ACCEPTED;
+}
+
+cs_window_verdict cs_window_check(cs_window *w, const cs_trade *t) {
+  int64_t start, product;
+  return check(w, t, &start, &product);
+}
+
+cs_window_verdict cs_window_add(cs_window *w, const cs_trade *t) {
+  int64_t start, product;
+  cs_window_verdict v = check(w, t, &start, &product);
+  if (v != CS_WIN_ACCEPTED) return v;
+  uint32_t key = w->conf.by_product ? (uint32_t)product : w->all_key;
+  win *x = open_window(w, start, key);
+  if (!x) return CS_WIN_NOMEM;
+  if (x->nids == x->cap_ids) {
+    size_t nc = x->cap_ids ? x->cap_ids * 2 : 16;
+    win_id *ni = realloc(x->ids, nc * sizeof *ni);
+    if (!ni) return CS_WIN_NOMEM;
+    x->ids = ni;
+    x->cap_ids = nc;
+  }
+  if (cs_hmap_put(&w->seen, (uint64_t)product, (uint64_t)t->trade_id, (uint64_t)start) != 0) return CS_WIN_NOMEM;
+  x->ids[x->nids].trade_id = t->trade_id;
+  x->ids[x->nids].product = (uint32_t)product;
+  x->nids++;
+
+  double p = t->price, q = t->size;
+  if (x->trades == 0) {
+    x->open = x->close = x->high = x->low = p;
+    x->open_t = x->close_t = t->time_us;
+    x->open_id = x->close_id = t->trade_id;
+  } else {
+    if (p > x->high) x->high = p;
+    if (p < x->low) x->low = p;
+    if (t->time_us < x->open_t || (t->time_us == x->open_t && t->trade_id < x->open_id)) {
+      x->open = p;
+      x->open_t = t->time_us;
+      x->open_id = t->trade_id;
+    }
+    if (t->time_us > x->close_t || (t->time_us == x->close_t && t->trade_id > x->close_id)) {
+      x->close = p;
+      x->close_t = t->time_us;
+      x->close_id = t->trade_id;
+    }
+  }
+  x->trades++;
+  x->sum_price += p;
+  x->sum_pv += p * q;
+  x->volume += q;
+  if (t->taker_side == CS_SIDE_BUY)
+    x->buy_volume += q;
+  else
+    x->sell_volume += q;
+  if (w->conf.ext) w->conf.ext->add(w->conf.ext->ud, x->ext, t);
+
+  if (!w->has_wm || t->time_us > w->max_t) {
+    w->max_t = t->time_us;
+    int64_t wm = t->time_us - w->conf.lateness_us;
+    if (!w->has_wm || wm > w->wm) {
+      w->wm = wm;
+      w->has_wm = 1;
+      emit_closed(w);
+    }
+  }
+  return CS_WIN_ACCEPTED;
+}
+
+void cs_window_advance(cs_window *w, int64_t watermark_us) {
+  if (w->has_wm && watermark_us <= w->wm) return;
+  w->wm = watermark_us;
+  w->has_wm = 1;
+  emit_closed(w);
+}
+
+void cs_window_finish(cs_window *w) {
+  while (w->nslots) close_first_slot(w);
+}
+
+size_t cs_window_open_count(const cs_window *w) { return w->open_windows; }
+
+int cs_window_watermark(const cs_window *w, int64_t *wm) {
+  if (w->has_wm) *wm = w->wm;
+  return w->has_wm;
+}

@@ -1,0 +1,34 @@
+/* Shared between the files of runtime/lua/: not part of the C core. */
+#ifndef CS_LUA_INTERNAL_H
+#define CS_LUA_INTERNAL_H
+
+#include <lauxlib.h>
+#include <lua.h>
+#include <lualib.h>
+
+#include "cs_lua.h"
+
+typedef struct cs_lua_hooks cs_lua_hooks;
+
+struct cs_lua {
+  lua_State *L;
+  int traceback_ref;    /* registry ref of the traceback handler */
+  cs_lua_hooks **hooks; /* one per built pipeline that has hooks; owned */
+  size_t nhooks;
+};
+
+/* Protected call with a traceback: like lua_pcall, message on the stack. */
+int cs_lua_pcall(cs_lua *h, int nargs, int nresults);
+
+/* Installs `cstream.core` into package.preload (cs_lua_core.c). */
+void cs_lua_core_open(lua_State *L);
+
+/* Hooks (cs_lua_hooks.c): build the per-pipeline filter/map and Lua
+ * aggregates from a pipeline spec at the top of the stack. */
+cs_lua_hooks *cs_lua_hooks_create(cs_lua *h, int spec_index, cs_err *err);
+void cs_lua_hooks_destroy(cs_lua_hooks *hk);
+/* NULL members when the script has no such hook. */
+void cs_lua_hooks_get(cs_lua_hooks *hk, cs_hooks *hooks, const cs_window_ext **ext);
+void cs_lua_hooks_set_counter(cs_lua_hooks *hk, uint64_t *errors);
+
+#endif
