@@ -9,7 +9,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 
-#define CS_ERR_MAX 512
+#define CS_ERR_MAX 2048
 
 typedef struct cs_err {
   char msg[CS_ERR_MAX];

@@ -62,6 +62,13 @@ const char *cs_json_str(const cs_json_val *v, size_t *len);
 /* Iterates an object's members in document order (duplicates included). */
 void cs_json_obj_iter(const cs_json_val *obj, cs_json_iter *it);
 bool cs_json_obj_next(cs_json_iter *it, const char **key, size_t *klen, cs_json_val *val);
+/* Picks members out of an object in one pass: `index` maps a key to a slot
+ * in [0, 32) or -1 to skip it. vals[slot] gets the first occurrence, bit
+ * `slot` of *seen is set, and bit `slot` of *dup when the key occurs again.
+ * Faster than iterating member by member from C. */
+void cs_json_obj_pick(const cs_json_val *obj, int (*index)(const char *key, size_t len), cs_json_val *vals,
+                      uint32_t *seen, uint32_t *dup);
+
 /* Iterates an array's elements in order. */
 void cs_json_arr_iter(const cs_json_val *arr, cs_json_iter *it);
 bool cs_json_arr_next(cs_json_iter *it, cs_json_val *val);

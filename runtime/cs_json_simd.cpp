@@ -109,6 +109,25 @@ bool cs_json_obj_next(cs_json_iter *it, const char **key, size_t *klen, cs_json_
   return true;
 }
 
+void cs_json_obj_pick(const cs_json_val *obj, int (*index)(const char *key, size_t len), cs_json_val *vals,
+                      uint32_t *seen, uint32_t *dup) {
+  uint32_t s = 0, d = 0;
+  dom::object o = el(obj).get_object().value_unsafe();
+  for (dom::key_value_pair kv : o) {
+    int i = index(kv.key.data(), kv.key.size());
+    if (i < 0) continue;
+    uint32_t bit = 1u << i;
+    if (s & bit) {
+      d |= bit;
+      continue;
+    }
+    s |= bit;
+    put(&vals[i], kv.value);
+  }
+  *seen = s;
+  *dup = d;
+}
+
 void cs_json_arr_iter(const cs_json_val *arr, cs_json_iter *it) {
   dom::array a = el(arr).get_array().value_unsafe();
   arr_state st{a.begin(), a.end()};

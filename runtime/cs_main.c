@@ -70,9 +70,13 @@ static int load(cs_lua **out, const char *script, int argc, char **argv) {
     return EXIT_USAGE;
   }
   if (cs_lua_run_script(L, script, argc, argv, &err) != 0) {
-    /* First line is the one-line reason (file:line: message); the
-     * traceback follows for the curious. */
-    fprintf(stderr, "cstream: %s\n", err.msg);
+    /* The first line is the reason, with file:line; the traceback that
+     * follows it is shown at --log-level debug. */
+    const char *nl = strchr(err.msg, '\n');
+    if (nl && cs_log_get_level() > CS_LOG_DEBUG)
+      fprintf(stderr, "cstream: %.*s\n", (int)(nl - err.msg), err.msg);
+    else
+      fprintf(stderr, "cstream: %s\n", err.msg);
     cs_lua_destroy(L);
     return EXIT_SCRIPT;
   }

@@ -73,7 +73,7 @@ static int str_field(const cs_json_val *v, const char **s, size_t *n) {
 
 cs_parse_result cs_parse_line(cs_parser *p, const char *line, size_t len, bool padded, const cs_trade **trades,
                               size_t *n, const char **why) {
-  cs_json_val root, v[F_COUNT], val;
+  cs_json_val root, v[F_COUNT];
   const char *jwhy;
   *n = 0;
   p->type[0] = 0;
@@ -81,22 +81,9 @@ cs_parse_result cs_parse_line(cs_parser *p, const char *line, size_t len, bool p
     return invalid(p, why, "bad JSON: %s%s", jwhy, "");
   if (cs_json_type_of(&root) != CS_JSON_OBJECT) return invalid(p, why, "not a JSON object (%s)%s", cs_json_type_name(cs_json_type_of(&root)), "");
 
-  unsigned seen = 0;
-  int dup = -1;
-  cs_json_iter it;
-  const char *key;
-  size_t klen;
-  cs_json_obj_iter(&root, &it);
-  while (cs_json_obj_next(&it, &key, &klen, &val)) {
-    int f = field_index(key, klen);
-    if (f < 0) continue;
-    if (seen & (1u << f)) {
-      if (dup < 0) dup = f;
-      continue;
-    }
-    seen |= 1u << f;
-    v[f] = val;
-  }
+  uint32_t seen, dups;
+  cs_json_obj_pick(&root, field_index, v, &seen, &dups);
+  int dup = dups ? __builtin_ctz(dups) : -1;
 
   const char *type = NULL;
   size_t type_len = 0;
