@@ -147,4 +147,6 @@ uint64_t cs_lines_offset(const cs_lines *lr) {
   return off < 0 ? 0 : (uint64_t)off;
 }
 
+uint64_t cs_lines_count(const cs_lines *lr) { return lr->lineno; }
+
 uint64_t cs_lines_size(const cs_lines *lr) { return lr->size; }

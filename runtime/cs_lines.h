@@ -25,6 +25,9 @@ void cs_lines_close(cs_lines *lr); /* NULL is a no-op */
  * stream, an I/O error). */
 cs_lines_result cs_lines_next(cs_lines *lr, const char **line, size_t *len, uint64_t *lineno, cs_err *err);
 
+/* Lines returned so far. */
+uint64_t cs_lines_count(const cs_lines *lr);
+
 /* Bytes of the file consumed so far (compressed bytes for gzip), and the
  * file's size (0 when unknown, e.g. stdin): for progress. */
 uint64_t cs_lines_offset(const cs_lines *lr);

@@ -109,9 +109,9 @@ static void pump(cs_source *src) {
     if (res == CS_LINES_ERROR) {
       /* A truncated or corrupt file: what was read stays good; say where
        * the input broke off and end the replay there. */
-      cs_warn(src->label, "%s: input ends early after line %llu: %s", r->path,
-              (unsigned long long)lineno, err.msg);
-      src->on_line(src->ud, NULL, 0, 0, lineno + 1, "unreadable input (truncated or corrupt file)");
+      uint64_t last = cs_lines_count(r->lines);
+      cs_warn(src->label, "%s: input ends early after line %llu: %s", r->path, (unsigned long long)last, err.msg);
+      src->on_line(src->ud, NULL, 0, 0, last + 1, "unreadable input (truncated or corrupt file)");
       finish(src);
       return;
     }
