@@ -315,7 +315,7 @@ static void process_trade(cs_pipeline *p, cs_trade *t) {
     /* Hooks see only trades that will count: late and duplicate trades
      * are dropped (and counted) before any user code runs. */
     cs_window_verdict v0 = cs_window_check(p->window, t);
-    if (v0 == CS_WIN_ACCEPTED) {
+    if (v0 == CS_WIN_ACCEPTED || v0 == CS_WIN_UPDATED) {
       int keep = 1;
       if (p->hooks.filter) keep = p->hooks.filter(p->hooks.ud, t);
       if (keep == 1 && p->hooks.map) keep = p->hooks.map(p->hooks.ud, t);
@@ -333,6 +333,10 @@ static void process_trade(cs_pipeline *p, cs_trade *t) {
   }
   switch (cs_window_add(p->window, t)) {
     case CS_WIN_ACCEPTED: p->stats.trades++; break;
+    case CS_WIN_UPDATED:
+      p->stats.trades++;
+      p->stats.late_updates++;
+      break;
     case CS_WIN_LATE:
       p->stats.late++;
       cs_log_limited(&p->lim_late, CS_LOG_INFO, p->label, "line %llu: late trade %.*s #%lld at %.*s dropped",
@@ -450,11 +454,12 @@ void cs_pipeline_print_summary(const cs_pipeline *p, FILE *out) {
   double el = (double)(end - s->start_us) / 1e6;
   fprintf(out,
           "summary pipeline=%s lines=%llu trades=%llu windows=%llu late=%llu duplicates=%llu invalid=%llu "
-          "ignored=%llu open_windows=%llu filtered=%llu hook_errors=%llu rows_acked=%llu sink_retries=%llu "
+          "ignored=%llu open_windows=%llu late_updates=%llu filtered=%llu hook_errors=%llu rows_acked=%llu sink_retries=%llu "
           "elapsed_s=%.3f trades_per_s=%.0f%s\n",
           p->name, (unsigned long long)s->lines, (unsigned long long)s->trades, (unsigned long long)s->windows,
           (unsigned long long)s->late, (unsigned long long)s->duplicates, (unsigned long long)s->invalid,
-          (unsigned long long)s->ignored, (unsigned long long)s->open_windows, (unsigned long long)s->filtered,
+          (unsigned long long)s->ignored, (unsigned long long)s->open_windows, (unsigned long long)s->late_updates,
+          (unsigned long long)s->filtered,
           (unsigned long long)s->hook_errors, (unsigned long long)s->rows_acked,
           (unsigned long long)s->sink_retries, el, el > 0 ? (double)s->trades / el : 0.0,
           p->failure ? " status=failed" : (p->interrupted ? " status=interrupted" : " status=ok"));

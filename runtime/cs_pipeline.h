@@ -38,6 +38,7 @@ typedef struct cs_hooks {
 
 typedef struct cs_pipeline_stats {
   uint64_t lines, trades, windows, late, duplicates, invalid, ignored, filtered, hook_errors;
+  uint64_t late_updates; /* late trades taken into an emitted window (on_late = update) */
   uint64_t rows_acked, sink_retries;
   uint64_t open_windows; /* windows left open (not emitted) when interrupted */
   int64_t start_us, end_us;

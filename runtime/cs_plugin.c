@@ -16,7 +16,10 @@ const cs_optdef cs_plugin_tumbling_options[] = {
     {"lateness", CS_OPT_DURATION, "0", 0, NULL,
      "how far behind the newest trade the watermark stays; later trades are late"},
     {"by", CS_OPT_ENUM, "product_id", 0, "product_id|none", "one window per product_id, or one for all trades"},
-    {"on_late", CS_OPT_ENUM, "drop", 0, "drop", "what happens to a late trade: dropped and counted"},
+    {"on_late", CS_OPT_ENUM, "drop", 0, "drop|update",
+     "a late trade is dropped and counted, or (update) taken into its window, which is emitted again"},
+    {"update_for", CS_OPT_DURATION, "5m", 0, NULL,
+     "on_late = \"update\": how long after its end (by the watermark) a window still takes late trades"},
     {"aggregates", CS_OPT_LUA, NULL, 1, NULL,
      "built-in aggregate names and cs.aggregate{...} user aggregates; default: all built-ins"},
     {NULL, 0, NULL, 0, NULL, NULL}};

@@ -48,6 +48,7 @@ typedef struct cs_row {
   uint64_t trades;
   double avg_price, vwap, open, high, low, close, volume, buy_volume, sell_volume;
   uint32_t aggs;        /* CS_AGG_* bits to output */
+  uint32_t revision;    /* 0 on first emission, +1 each time a late trade re-emits it */
   const char *ext_json; /* extra members from Lua aggregates ("\"a\":1,\"b\":2") or NULL;
                            owned by whoever owns the row */
 } cs_row;

@@ -24,6 +24,7 @@ typedef struct win {
   win_id *ids;
   size_t nids, cap_ids;
   uint64_t ext; /* cs_window_ext handle */
+  uint32_t revision;
 } win;
 
 typedef struct slot {
@@ -31,6 +32,12 @@ typedef struct slot {
   win **wins;
   size_t n, cap;
 } slot;
+
+/* Slots sorted by start. */
+typedef struct slot_list {
+  slot *v;
+  size_t n, cap;
+} slot_list;
 
 struct cs_window {
   cs_window_conf conf;
@@ -40,8 +47,8 @@ struct cs_window {
   uint32_t all_key;  /* the key "*" when !by_product */
   cs_hmap open;      /* (start, key) -> win* */
   cs_hmap seen;      /* (product, trade_id) -> start of the window holding it */
-  slot *slots;       /* sorted by start */
-  size_t nslots, cap_slots;
+  slot_list open_slots; /* windows not yet emitted */
+  slot_list kept;       /* on_late = update: emitted windows still taking late trades */
   win **last;        /* per key: the window the key's last trade went to */
   size_t cap_last;
   size_t open_windows;
@@ -54,8 +61,8 @@ cs_window *cs_window_create(const cs_window_conf *conf, cs_window_emit_fn emit, 
     cs_err_set(err, "window size must be a whole number of seconds > 0");
     return NULL;
   }
-  if (conf->lateness_us < 0) {
-    cs_err_set(err, "lateness must be >= 0");
+  if (conf->lateness_us < 0 || conf->update_for_us < 0) {
+    cs_err_set(err, "lateness and update_for must be >= 0");
     return NULL;
   }
   cs_window *w = calloc(1, sizeof *w);
@@ -84,13 +91,19 @@ static void win_free(cs_window *w, win *x) {
   free(x);
 }
 
+static void free_list(cs_window *w, slot_list *l) {
+  for (size_t i = 0; i < l->n; i++) {
+    for (size_t j = 0; j < l->v[i].n; j++) win_free(w, l->v[i].wins[j]);
+    free(l->v[i].wins);
+  }
+  free(l->v);
+  memset(l, 0, sizeof *l);
+}
+
 void cs_window_destroy(cs_window *w) {
   if (!w) return;
-  for (size_t i = 0; i < w->nslots; i++) {
-    for (size_t j = 0; j < w->slots[i].n; j++) win_free(w, w->slots[i].wins[j]);
-    free(w->slots[i].wins);
-  }
-  free(w->slots);
+  free_list(w, &w->open_slots);
+  free_list(w, &w->kept);
   free(w->last);
   cs_hmap_free(&w->open);
   cs_hmap_free(&w->seen);
@@ -138,61 +151,97 @@ static void emit_window(cs_window *w, win *x) {
   row.buy_volume = x->buy_volume;
   row.sell_volume = x->sell_volume;
   row.aggs = w->conf.aggs;
+  row.revision = x->revision++;
   char *ext = w->conf.ext ? w->conf.ext->result(w->conf.ext->ud, x->ext) : NULL;
   row.ext_json = ext;
   w->emit(w->ud, &row);
   free(ext);
 }
 
-/* Emits and frees the oldest slot. */
-static void close_first_slot(cs_window *w) {
-  slot s = w->slots[0];
-  memmove(w->slots, w->slots + 1, (w->nslots - 1) * sizeof *w->slots);
-  w->nslots--;
-  sort_slot(&s, w->keys);
-  for (size_t j = 0; j < s.n; j++) {
-    win *x = s.wins[j];
-    emit_window(w, x);
-    for (size_t k = 0; k < x->nids; k++) cs_hmap_del(&w->seen, x->ids[k].product, (uint64_t)x->ids[k].trade_id);
-    cs_hmap_del(&w->open, (uint64_t)x->start_us, x->key);
-    if (w->last[x->key] == x) w->last[x->key] = NULL;
-    w->open_windows--;
-    win_free(w, x);
-  }
-  free(s.wins);
+/* Forgets a window: its trade ids, its map entry, the cache. */
+static void drop_window(cs_window *w, win *x) {
+  for (size_t k = 0; k < x->nids; k++) cs_hmap_del(&w->seen, x->ids[k].product, (uint64_t)x->ids[k].trade_id);
+  cs_hmap_del(&w->open, (uint64_t)x->start_us, x->key);
+  if (w->last[x->key] == x) w->last[x->key] = NULL;
+  win_free(w, x);
 }
 
-static void emit_closed(cs_window *w) {
-  while (w->nslots && w->slots[0].start_us + w->conf.size_us <= w->wm) close_first_slot(w);
-}
-
-static slot *find_or_add_slot(cs_window *w, int64_t start) {
-  size_t lo = 0, hi = w->nslots;
+static slot *find_or_add_slot(slot_list *l, int64_t start) {
+  size_t lo = 0, hi = l->n;
   /* Most trades go to the newest slot: check it before searching. */
-  if (hi && w->slots[hi - 1].start_us == start) return &w->slots[hi - 1];
+  if (hi && l->v[hi - 1].start_us == start) return &l->v[hi - 1];
   while (lo < hi) {
     size_t mid = (lo + hi) / 2;
-    if (w->slots[mid].start_us < start)
+    if (l->v[mid].start_us < start)
       lo = mid + 1;
     else
       hi = mid;
   }
-  if (lo < w->nslots && w->slots[lo].start_us == start) return &w->slots[lo];
-  if (w->nslots == w->cap_slots) {
-    size_t nc = w->cap_slots ? w->cap_slots * 2 : 8;
-    slot *ns = realloc(w->slots, nc * sizeof *ns);
+  if (lo < l->n && l->v[lo].start_us == start) return &l->v[lo];
+  if (l->n == l->cap) {
+    size_t nc = l->cap ? l->cap * 2 : 8;
+    slot *ns = realloc(l->v, nc * sizeof *ns);
     if (!ns) return NULL;
-    w->slots = ns;
-    w->cap_slots = nc;
+    l->v = ns;
+    l->cap = nc;
   }
-  memmove(w->slots + lo + 1, w->slots + lo, (w->nslots - lo) * sizeof *w->slots);
-  w->nslots++;
-  memset(&w->slots[lo], 0, sizeof w->slots[lo]);
-  w->slots[lo].start_us = start;
-  return &w->slots[lo];
+  memmove(l->v + lo + 1, l->v + lo, (l->n - lo) * sizeof *l->v);
+  l->n++;
+  memset(&l->v[lo], 0, sizeof l->v[lo]);
+  l->v[lo].start_us = start;
+  return &l->v[lo];
 }
 
-static win *open_window(cs_window *w, int64_t start, uint32_t key) {
+static int slot_push(slot *s, win *x) {
+  if (s->n == s->cap) {
+    size_t nc = s->cap ? s->cap * 2 : 4;
+    win **nw = realloc(s->wins, nc * sizeof *nw);
+    if (!nw) return -1;
+    s->wins = nw;
+    s->cap = nc;
+  }
+  s->wins[s->n++] = x;
+  return 0;
+}
+
+/* Emits the oldest open slot; frees it, or keeps it for late updates. */
+static void close_first_slot(cs_window *w) {
+  slot s = w->open_slots.v[0];
+  memmove(w->open_slots.v, w->open_slots.v + 1, (w->open_slots.n - 1) * sizeof(slot));
+  w->open_slots.n--;
+  sort_slot(&s, w->keys);
+  for (size_t j = 0; j < s.n; j++) emit_window(w, s.wins[j]);
+  w->open_windows -= s.n;
+  if (w->conf.update_for_us > 0) {
+    slot *k = find_or_add_slot(&w->kept, s.start_us);
+    size_t j = 0;
+    for (; k && j < s.n; j++)
+      if (slot_push(k, s.wins[j]) != 0) break;
+    for (; j < s.n; j++) drop_window(w, s.wins[j]); /* out of memory: no more updates for these */
+  } else {
+    for (size_t j = 0; j < s.n; j++) drop_window(w, s.wins[j]);
+  }
+  free(s.wins);
+}
+
+/* Frees kept windows that can no longer take late trades. */
+static void purge_kept(cs_window *w, int all) {
+  while (w->kept.n && (all || w->kept.v[0].start_us + w->conf.size_us + w->conf.update_for_us <= w->wm)) {
+    slot s = w->kept.v[0];
+    memmove(w->kept.v, w->kept.v + 1, (w->kept.n - 1) * sizeof(slot));
+    w->kept.n--;
+    for (size_t j = 0; j < s.n; j++) drop_window(w, s.wins[j]);
+    free(s.wins);
+  }
+}
+
+static void emit_closed(cs_window *w) {
+  while (w->open_slots.n && w->open_slots.v[0].start_us + w->conf.size_us <= w->wm) close_first_slot(w);
+  if (w->kept.n) purge_kept(w, 0);
+}
+
+/* The window (start, key), created in `list` if new. */
+static win *get_window(cs_window *w, slot_list *list, int64_t start, uint32_t key) {
   if (key >= w->cap_last) {
     size_t nc = w->cap_last ? w->cap_last : 16;
     while (nc <= key) nc *= 2;
@@ -210,15 +259,8 @@ static win *open_window(cs_window *w, int64_t start, uint32_t key) {
     w->last[key] = x;
     return x;
   }
-  slot *s = find_or_add_slot(w, start);
+  slot *s = find_or_add_slot(list, start);
   if (!s) return NULL;
-  if (s->n == s->cap) {
-    size_t nc = s->cap ? s->cap * 2 : 4;
-    win **nw = realloc(s->wins, nc * sizeof *nw);
-    if (!nw) return NULL;
-    s->wins = nw;
-    s->cap = nc;
-  }
   x = calloc(1, sizeof *x);
   if (!x) return NULL;
   x->start_us = start;
@@ -231,19 +273,24 @@ static win *open_window(cs_window *w, int64_t start, uint32_t key) {
     win_free(w, x);
     return NULL;
   }
-  s->wins[s->n++] = x;
+  if (slot_push(s, x) != 0) {
+    cs_hmap_del(&w->open, (uint64_t)start, key);
+    win_free(w, x);
+    return NULL;
+  }
   w->last[key] = x;
-  w->open_windows++;
+  if (list == &w->open_slots) w->open_windows++;
   return x;
 }
 
 static cs_window_verdict check(cs_window *w, const cs_trade *t, int64_t *start, int64_t *product) {
   *start = window_start(w, t->time_us);
-  if (w->has_wm && *start + w->conf.size_us <= w->wm) return CS_WIN_LATE;
+  int late = w->has_wm && *start + w->conf.size_us <= w->wm;
+  if (late && *start + w->conf.size_us + w->conf.update_for_us <= w->wm) return CS_WIN_LATE;
   *product = cs_intern_id(w->keys, t->product_id, t->product_len);
   if (*product < 0) return CS_WIN_NOMEM;
   if (cs_hmap_get(&w->seen, (uint64_t)*product, (uint64_t)t->trade_id)) return CS_WIN_DUPLICATE;
-  return CS_WIN_ACCEPTED;
+  return late ? CS_WIN_UPDATED : CS_WIN_ACCEPTED;
 }
 
 cs_window_verdict cs_window_check(cs_window *w, const cs_trade *t) {
@@ -254,9 +301,9 @@ cs_window_verdict cs_window_check(cs_window *w, const cs_trade *t) {
 cs_window_verdict cs_window_add(cs_window *w, const cs_trade *t) {
   int64_t start, product;
   cs_window_verdict v = check(w, t, &start, &product);
-  if (v != CS_WIN_ACCEPTED) return v;
+  if (v != CS_WIN_ACCEPTED && v != CS_WIN_UPDATED) return v;
   uint32_t key = w->conf.by_product ? (uint32_t)product : w->all_key;
-  win *x = open_window(w, start, key);
+  win *x = get_window(w, v == CS_WIN_UPDATED ? &w->kept : &w->open_slots, start, key);
   if (!x) return CS_WIN_NOMEM;
   if (x->nids == x->cap_ids) {
     size_t nc = x->cap_ids ? x->cap_ids * 2 : 16;
@@ -299,6 +346,12 @@ cs_window_verdict cs_window_add(cs_window *w, const cs_trade *t) {
     x->sell_volume += q;
   if (w->conf.ext) w->conf.ext->add(w->conf.ext->ud, x->ext, t);
 
+  if (v == CS_WIN_UPDATED) {
+    /* A late trade within update_for: the window was emitted already (or
+     * never held a trade); emit it again, now with this trade. */
+    emit_window(w, x);
+    return CS_WIN_UPDATED;
+  }
   if (!w->has_wm || t->time_us > w->max_t) {
     w->max_t = t->time_us;
     int64_t wm = t->time_us - w->conf.lateness_us;
@@ -319,7 +372,8 @@ void cs_window_advance(cs_window *w, int64_t watermark_us) {
 }
 
 void cs_window_finish(cs_window *w) {
-  while (w->nslots) close_first_slot(w);
+  while (w->open_slots.n) close_first_slot(w);
+  purge_kept(w, 1);
 }
 
 size_t cs_window_open_count(const cs_window *w) { return w->open_windows; }

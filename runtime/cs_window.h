@@ -10,6 +10,12 @@
  * are emitted in order of end, then key (byte order). Memory is bounded by
  * the open windows: a window's trade ids are forgotten when it is emitted.
  *
+ * With update_for > 0 (on_late = "update"), a late trade whose window
+ * ended less than update_for before the watermark is taken into that
+ * window instead, and the window is emitted again (row.revision + 1);
+ * emitted windows are kept that long, and their trade ids still count for
+ * duplicates.
+ *
  * Live sources also move the watermark by the wall clock
  * (cs_window_advance), so quiet markets still close windows.
  *
@@ -38,6 +44,10 @@ typedef struct cs_window_conf {
   int64_t lateness_us; /* >= 0 */
   int by_product;      /* 1: one window per product_id; 0: one window "*" */
   uint32_t aggs;       /* CS_AGG_* bits the rows carry */
+  /* on_late = "update": for this long (event time, by the watermark) after
+   * its end, an emitted window still takes late trades and is emitted
+   * again with them. 0 = late trades are dropped. */
+  int64_t update_for_us;
   const cs_window_ext *ext; /* NULL, or kept by the caller for the window's life */
 } cs_window_conf;
 
@@ -45,6 +55,7 @@ typedef enum {
   CS_WIN_ACCEPTED = 0,
   CS_WIN_LATE = 1,
   CS_WIN_DUPLICATE = 2,
+  CS_WIN_UPDATED = 3, /* late, taken into its emitted window, re-emitted */
   CS_WIN_NOMEM = -1
 } cs_window_verdict;
 
@@ -62,7 +73,7 @@ void cs_window_destroy(cs_window *w);
 /* Checks and adds one trade; emits the windows the new watermark closes. */
 cs_window_verdict cs_window_add(cs_window *w, const cs_trade *trade);
 /* Checks a trade without adding it (for hooks that run only on trades that
- * will count): CS_WIN_ACCEPTED, CS_WIN_LATE or CS_WIN_DUPLICATE. */
+ * will count): the verdict cs_window_add would give. */
 cs_window_verdict cs_window_check(cs_window *w, const cs_trade *trade);
 /* Moves the watermark to at least `watermark_us` (never back) and emits
  * what that closes. */

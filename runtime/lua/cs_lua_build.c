@@ -90,6 +90,7 @@ static int build_window(lua_State *L, cs_window_conf *conf, cs_err *err) {
   conf->size_us = cs_opts_int(o, "size");
   conf->lateness_us = cs_opts_int(o, "lateness");
   conf->by_product = strcmp(cs_opts_str(o, "by"), "product_id") == 0;
+  conf->update_for_us = strcmp(cs_opts_str(o, "on_late"), "update") == 0 ? cs_opts_int(o, "update_for") : 0;
   cs_opts_destroy(o);
   lua_getfield(L, idx, "aggregates");
   for (int k = 1;; k++) {

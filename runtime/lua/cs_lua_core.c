@@ -150,8 +150,8 @@ static int l_schemas(lua_State *L) {
   return 1;
 }
 
-/* --- core.window{size=, lateness=, by=}: the C engine, driven from Lua ---
- * w:add(line_or_trade_table) -> "accepted"|"late"|"duplicate"
+/* --- core.window{size=, lateness=, by=, update_for=}: the C engine, driven from Lua ---
+ * w:add(trade_table) -> "accepted"|"late"|"duplicate"|"updated"
  * w:advance(us), w:finish(), w:rows() -> list of emitted row tables. */
 #define WINDOW_MT "cstream.core.window"
 
@@ -181,6 +181,8 @@ static void lw_emit(void *ud, const cs_row *r) {
     lua_pushnumber(L, vals[i]);
     lua_setfield(L, -2, cs_agg_names[i]);
   }
+  lua_pushnumber(L, r->revision);
+  lua_setfield(L, -2, "revision");
   lua_rawseti(L, -2, (int)lua_objlen(L, -2) + 1);
   lua_pop(L, 1);
 }
@@ -204,7 +206,10 @@ static int l_window(lua_State *L) {
   conf.lateness_us = us;
   lua_getfield(L, 1, "by");
   conf.by_product = strcmp(luaL_optstring(L, -1, "product_id"), "none") != 0;
-  lua_pop(L, 3);
+  lua_getfield(L, 1, "update_for");
+  if (cs_time_parse_duration(luaL_optstring(L, -1, "0"), &us) != 0) return luaL_error(L, "bad update_for");
+  conf.update_for_us = us;
+  lua_pop(L, 4);
   conf.aggs = CS_AGG_ALL;
   lwindow *lw = lua_newuserdata(L, sizeof *lw);
   memset(lw, 0, sizeof *lw);
@@ -239,7 +244,7 @@ static int l_window_add(lua_State *L) {
   t.time_str = "";
   cs_window_verdict v = cs_window_add(lw->w, &t);
   lua_pop(L, 6);
-  static const char *const names[] = {"accepted", "late", "duplicate"};
+  static const char *const names[] = {"accepted", "late", "duplicate", "updated"};
   if (v < 0) return luaL_error(L, "out of memory");
   lua_pushstring(L, names[v]);
   return 1;
