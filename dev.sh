@@ -15,6 +15,7 @@ cd "$(dirname "$0")"
 BUILD_DEPS="build-essential cmake pkg-config libluajit-5.1-dev libuv1-dev libsimdjson-dev zlib1g-dev"
 RUN_DEPS="lua-cjson"
 TEST_DEPS="lua-busted python3"
+BENCH_DEPS="time"
 
 log() { printf '\n== %s\n' "$*" >&2; }
 
@@ -64,7 +65,7 @@ case "${1:-}" in
     run_tests build-asan
     ;;
   bench)
-    deps
+    deps $BENCH_DEPS
     build build
     bash bench/run.sh
     ;;

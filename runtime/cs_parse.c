@@ -71,6 +71,26 @@ static int str_field(const cs_json_val *v, const char **s, size_t *n) {
   return 0;
 }
 
+/* 1 for "match", 2 for "last_match", 0 otherwise. */
+static int is_trade_type(const char *s, size_t n) {
+  if (n == 5 && memcmp(s, "match", 5) == 0) return 1;
+  if (n == 10 && memcmp(s, "last_match", 10) == 0) return 2;
+  return 0;
+}
+
+/* A message with `type` twice is a trade with a duplicated member when any
+ * of its types says trade: rejecting it beats guessing which one is meant. */
+static int any_trade_type(const cs_json_val *root) {
+  cs_json_iter it;
+  const char *k, *s;
+  size_t kl, sl;
+  cs_json_val val;
+  cs_json_obj_iter(root, &it);
+  while (cs_json_obj_next(&it, &k, &kl, &val))
+    if (kl == 4 && memcmp(k, "type", 4) == 0 && str_field(&val, &s, &sl) == 0 && is_trade_type(s, sl)) return 1;
+  return 0;
+}
+
 cs_parse_result cs_parse_line(cs_parser *p, const char *line, size_t len, bool padded, const cs_trade **trades,
                               size_t *n, const char **why) {
   cs_json_val root, v[F_COUNT];
@@ -87,9 +107,11 @@ cs_parse_result cs_parse_line(cs_parser *p, const char *line, size_t len, bool p
 
   const char *type = NULL;
   size_t type_len = 0;
+  if ((dups & (1u << F_TYPE)) && any_trade_type(&root))
+    return invalid(p, why, "duplicate key '%s'%s", "type", "");
   if (!(seen & (1u << F_TYPE)) || str_field(&v[F_TYPE], &type, &type_len) != 0) return CS_PARSE_OTHER;
-  int is_match = type_len == 5 && memcmp(type, "match", 5) == 0;
-  int is_last = type_len == 10 && memcmp(type, "last_match", 10) == 0;
+  int is_match = is_trade_type(type, type_len) == 1;
+  int is_last = is_trade_type(type, type_len) == 2;
   if (!is_match && !is_last) {
     size_t tl = type_len < sizeof p->type - 1 ? type_len : sizeof p->type - 1;
     memcpy(p->type, type, tl);
