@@ -28,7 +28,7 @@ typedef enum {
   CS_JSON_BOOL,
   CS_JSON_INT,    /* fits int64 */
   CS_JSON_UINT,   /* above INT64_MAX, fits uint64 */
-  CS_JSON_DOUBLE, /* has a fraction or exponent, or is out of 64-bit range */
+  CS_JSON_DOUBLE, /* has a fraction or exponent */
   CS_JSON_STRING,
   CS_JSON_ARRAY,
   CS_JSON_OBJECT
@@ -45,7 +45,9 @@ typedef struct cs_json_iter {
 cs_json *cs_json_create(void);
 void cs_json_destroy(cs_json *json); /* NULL is a no-op */
 
-/* Parses buf[0..len). If `padded` is true, CS_JSON_PADDING bytes after
+/* Parses buf[0..len). Note: simdjson's DOM rejects a document holding an
+ * integer literal outside the 64-bit range (no fraction or exponent), so
+ * such a line fails to parse — cstream counts it invalid (docs/json.md). If `padded` is true, CS_JSON_PADDING bytes after
  * buf+len are readable and the input is not copied. Returns 0 and the root,
  * or -1 with simdjson's description of the error in *why. */
 int cs_json_parse(cs_json *json, const char *buf, size_t len, bool padded, cs_json_val *root, const char **why);

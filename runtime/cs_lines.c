@@ -106,6 +106,7 @@ cs_lines_result cs_lines_next(cs_lines *lr, const char **line, size_t *len, uint
       if (lr->skipping) {
         *len = lr->skipped + (at - lr->start);
         lr->skipping = 0;
+        lr->skipped = 0;
         lr->start = lr->scan = at + 1;
         *line = NULL;
         return CS_LINES_TOO_LONG;
@@ -122,6 +123,7 @@ cs_lines_result cs_lines_next(cs_lines *lr, const char **line, size_t *len, uint
       if (lr->skipping) {
         *len = lr->skipped + (lr->end - lr->start);
         lr->skipping = 0;
+        lr->skipped = 0;
         lr->start = lr->scan = lr->end;
         *line = NULL;
         return CS_LINES_TOO_LONG;

@@ -30,8 +30,8 @@ void cs_parser_destroy(cs_parser *p); /* NULL is a no-op */
 cs_parse_result cs_parse_line(cs_parser *p, const char *line, size_t len, bool padded, const cs_trade **trades,
                               size_t *n, const char **why);
 
-/* The `type` of the last message parsed as CS_PARSE_OTHER, NUL-terminated,
- * or "" when it had none. */
+/* The `type` of the last message parsed as CS_PARSE_OTHER, NUL-terminated
+ * and cut to 31 bytes, or "" when it had none. */
 const char *cs_parse_last_type(const cs_parser *p);
 
 #endif

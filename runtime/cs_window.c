@@ -52,8 +52,8 @@ struct cs_window {
   win **last;        /* per key: the window the key's last trade went to */
   size_t cap_last;
   size_t open_windows;
-  int has_wm;
-  int64_t wm, max_t;
+  int has_wm, has_max;
+  int64_t wm, max_t; /* watermark; newest accepted event time */
 };
 
 cs_window *cs_window_create(const cs_window_conf *conf, cs_window_emit_fn emit, void *ud, cs_err *err) {
@@ -352,7 +352,8 @@ cs_window_verdict cs_window_add(cs_window *w, const cs_trade *t) {
     emit_window(w, x);
     return CS_WIN_UPDATED;
   }
-  if (!w->has_wm || t->time_us > w->max_t) {
+  if (!w->has_max || t->time_us > w->max_t) {
+    w->has_max = 1;
     w->max_t = t->time_us;
     int64_t wm = t->time_us - w->conf.lateness_us;
     if (!w->has_wm || wm > w->wm) {

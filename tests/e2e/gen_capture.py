@@ -20,7 +20,7 @@ What is in it (see `generate`):
   * valid but unusual trades: extra/nested fields, key order shuffled, JSON
     whitespace, escapes in unused fields, leading zeros in price, leap days,
     trade_id 0 and INT64_MAX, a duplicated key the trade does not use
-    (`sequence`, `maker_order_id`);
+    (`maker_order_id`; a duplicated `sequence` is invalid);
   * ignored messages: subscriptions, heartbeat, ticker, l2update, snapshot,
     error, full-channel messages, objects with no/odd `type`, a duplicated
     `type` whose values are both `heartbeat`;
@@ -369,7 +369,7 @@ class Gen:
             dict(typ="last_match"),
             dict(time_s="2024-02-29T12:00:00.5Z"),                # valid leap day (late)
             dict(time_s="2000-02-29T23:59:59.999999999Z"),        # valid leap day (late)
-            # keys a trade does not use may appear twice
+            # a duplicated key: maker_order_id is not used (valid), sequence is (invalid)
             dict(dup='"sequence":1,"sequence":'),
             dict(dup='"maker_order_id":"x","sequence":'),
         ]

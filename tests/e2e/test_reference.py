@@ -208,7 +208,7 @@ class ReferenceTest(unittest.TestCase):
             (variant(time="2000-02-29T23:59:59.999999999Z"), "trade"),
             (good.replace('"price":', '"price":"1","price":').encode(), "invalid"),
             (good.replace('"type":"match"', '"type":"match","type":"match"').encode(), "invalid"),
-            (good.replace('"sequence":', '"sequence":1,"sequence":').encode(), "trade"),
+            (good.replace('"sequence":', '"sequence":1,"sequence":').encode(), "invalid"),  # sequence is a member cstream uses
             (good.replace('"sequence":', '"maker_order_id":"x","sequence":').encode(), "trade"),
             (good.replace('{"type":"match"', '{"type":"heartbeat","type":"match"').encode(),
              "invalid"),

@@ -15,7 +15,7 @@ typedef struct got_row {
   int64_t start, end;
   uint64_t trades;
   double avg_price, vwap, open, high, low, close, volume, buy_volume, sell_volume;
-  uint32_t aggs;
+  uint32_t aggs, revision;
   char *ext_json; /* copy, or NULL */
 } got_row;
 
@@ -46,6 +46,7 @@ static void collect(void *ud, const cs_row *r) {
   g->buy_volume = r->buy_volume;
   g->sell_volume = r->sell_volume;
   g->aggs = r->aggs;
+  g->revision = r->revision;
   g->ext_json = r->ext_json ? strdup(r->ext_json) : NULL;
 }
 
@@ -70,9 +71,12 @@ static cs_trade trade(const char *product, int64_t id, int64_t t_us, double pric
   return t;
 }
 
+static int64_t update_for; /* conf.update_for_us of the next make() */
+
 static cs_window *make(int64_t size, int64_t lateness, int by_product, const cs_window_ext *ext, sink *s) {
   cs_window_conf c;
   memset(&c, 0, sizeof c);
+  c.update_for_us = update_for;
   c.size_us = size;
   c.lateness_us = lateness;
   c.by_product = by_product;
@@ -557,12 +561,10 @@ static void test_advance(void) {
   w = make(S(30), 0, 1, NULL, &s);
   cs_window_advance(w, -S(100));
   CHECK_EQ_INT(add(w, "A", 1, -S(50), 1, 1, BUY), CS_WIN_ACCEPTED);
-  /* BUG (runtime/cs_window.c, cs_window_add): `max_t` starts at 0 and is
-   * only updated when time_us > max_t (or before any watermark), so after
-   * cs_window_advance set the first watermark, trades with negative times
-   * never move the watermark: it stays at -100 s instead of -50 s. */
-  CHECK_EQ_INT(watermark(w), -S(50));                            /* BUG: fails, -100 s */
-  CHECK_EQ_INT(add(w, "A", 2, -S(61), 1, 1, BUY), CS_WIN_LATE); /* BUG: fails, accepted ([-90,-60) ended at -60 <= -50) */
+  /* The newest accepted time moves the watermark even when an advance set
+   * the first one (a regression: max_t used to start at 0). */
+  CHECK_EQ_INT(watermark(w), -S(50));
+  CHECK_EQ_INT(add(w, "A", 2, -S(61), 1, 1, BUY), CS_WIN_LATE); /* [-90,-60) ended at -60 <= -50 */
   cs_window_destroy(w);
   sink_clear(&s);
 }
@@ -772,6 +774,113 @@ static void test_ext(void) {
   sink_clear(&s);
 }
 
+
+/* on_late = "update": late trades within update_for of their window's end
+ * go into that window, which is emitted again with revision + 1. */
+static void test_update(void) {
+  static ext_state st;
+  memset(&st, 0, sizeof st);
+  cs_window_ext ext = {&st, ext_init, ext_add, ext_result, ext_release};
+  sink s = {0};
+  cs_window_conf c = {.size_us = S(30), .lateness_us = 0, .by_product = 1, .aggs = CS_AGG_ALL, .update_for_us = -1};
+  cs_err err;
+  CHECK(cs_window_create(&c, collect, &s, &err) == NULL); /* negative update_for */
+  update_for = S(60);
+  cs_window *w = make(S(30), 0, 1, &ext, &s);
+  update_for = 0;
+  if (!CHECK(w)) return;
+  CHECK_EQ_INT(add(w, "A", 1, S(10), 10, 1, BUY), CS_WIN_ACCEPTED);
+  CHECK_EQ_INT(add(w, "A", 2, S(30), 20, 1, BUY), CS_WIN_ACCEPTED); /* emits A [0,30) */
+  if (CHECK_EQ_UINT(s.n, 1)) {
+    CHECK_EQ_UINT(s.rows[0].revision, 0);
+    CHECK_EQ_UINT(s.rows[0].trades, 1);
+  }
+  CHECK_EQ_UINT(cs_window_open_count(w), 1); /* kept windows are not open */
+  cs_trade t = trade("A", 3, S(20), 5, 2, SELL);
+  CHECK_EQ_INT(cs_window_check(w, &t), CS_WIN_UPDATED);
+  CHECK_EQ_UINT(s.n, 1); /* check does not emit */
+  CHECK_EQ_INT(cs_window_add(w, &t), CS_WIN_UPDATED);
+  if (CHECK_EQ_UINT(s.n, 2)) {
+    got_row *g = &s.rows[1];
+    CHECK_EQ_STR(g->product, "A");
+    CHECK_EQ_INT(g->start, 0);
+    CHECK_EQ_UINT(g->revision, 1);
+    CHECK_EQ_UINT(g->trades, 2);
+    CHECK_EQ_DBL(g->open, 10);
+    CHECK_EQ_DBL(g->close, 5);  /* time 20 s is after 10 s */
+    CHECK_EQ_DBL(g->low, 5);
+    CHECK_EQ_DBL(g->volume, 3);
+    CHECK_EQ_DBL(g->sell_volume, 2);
+    CHECK_EQ_STR(g->ext_json, "\"idsum\":4");
+  }
+  CHECK_EQ_INT(watermark(w), S(30)); /* a late trade does not move it */
+  /* The kept window's ids still count for duplicates. */
+  CHECK_EQ_INT(add(w, "A", 1, S(25), 10, 1, BUY), CS_WIN_DUPLICATE);
+  CHECK_EQ_INT(add(w, "A", 3, S(5), 10, 1, BUY), CS_WIN_DUPLICATE);
+  /* A late window that never held a trade is created and emitted. */
+  CHECK_EQ_INT(add(w, "B", 4, S(5), 7, 1, BUY), CS_WIN_UPDATED);
+  if (CHECK_EQ_UINT(s.n, 3)) {
+    CHECK_EQ_STR(s.rows[2].product, "B");
+    CHECK_EQ_INT(s.rows[2].start, 0);
+    CHECK_EQ_UINT(s.rows[2].trades, 1);
+    CHECK_EQ_UINT(s.rows[2].revision, 0);
+  }
+  /* Until update_for after the end (30 + 60 = 90 s) by the watermark. */
+  cs_window_advance(w, S(90) - 1); /* emits A [30,60) */
+  if (CHECK_EQ_UINT(s.n, 4)) {
+    CHECK_EQ_INT(s.rows[3].start, S(30));
+    CHECK_EQ_UINT(s.rows[3].revision, 0);
+  }
+  CHECK_EQ_INT(add(w, "A", 5, S(29), 10, 1, BUY), CS_WIN_UPDATED);
+  if (CHECK_EQ_UINT(s.n, 5)) {
+    CHECK_EQ_INT(s.rows[4].start, 0);
+    CHECK_EQ_UINT(s.rows[4].revision, 2);
+    CHECK_EQ_UINT(s.rows[4].trades, 3);
+  }
+  int releases_before = st.releases;
+  cs_window_advance(w, S(90)); /* A and B [0,30) are forgotten */
+  CHECK_EQ_INT(st.releases, releases_before + 2);
+  CHECK_EQ_INT(add(w, "A", 6, S(15), 10, 1, BUY), CS_WIN_LATE);
+  CHECK_EQ_INT(add(w, "C", 7, 0, 10, 1, BUY), CS_WIN_LATE);
+  /* [30,60) still takes late trades; id 1 was forgotten with [0,30). */
+  CHECK_EQ_INT(add(w, "A", 1, S(40), 10, 1, BUY), CS_WIN_UPDATED);
+  if (CHECK_EQ_UINT(s.n, 6)) {
+    CHECK_EQ_INT(s.rows[5].start, S(30));
+    CHECK_EQ_UINT(s.rows[5].revision, 1);
+    CHECK_EQ_UINT(s.rows[5].trades, 2);
+  }
+  CHECK_EQ_UINT(s.n, 6);
+  cs_window_finish(w);
+  CHECK_EQ_UINT(s.n, 6); /* nothing open, kept windows are dropped silently */
+  CHECK_EQ_INT(st.inits, 3);
+  CHECK_EQ_INT(st.releases, 3);
+  CHECK_EQ_INT(st.results, 6);
+  CHECK_EQ_INT(st.live, 0);
+  CHECK_EQ_INT(st.bad_handle, 0);
+  cs_window_destroy(w);
+  CHECK_EQ_INT(st.live, 0);
+  sink_clear(&s);
+
+  /* Memory stays bounded with updates on: kept windows are purged. */
+  update_for = S(5);
+  w = make(S(1), S(1), 1, NULL, &s);
+  update_for = 0;
+  int bad = 0;
+  for (int i = 0; i < 200000; i++) {
+    int64_t t = (int64_t)i * 1000;
+    cs_window_verdict v = add(w, (i & 1) ? "X" : "Y", i, t, 1, 1, BUY);
+    if (v != CS_WIN_ACCEPTED) bad++;
+    /* a late trade 3 s back: updated (within 1 s + 5 s) */
+    if (i % 1000 == 999 && i > 5000 && add(w, "X", -i, t - S(3), 1, 1, BUY) != CS_WIN_UPDATED) bad++;
+    if (cs_window_open_count(w) > 8) bad++;
+  }
+  CHECK_EQ_INT(bad, 0);
+  cs_window_finish(w);
+  CHECK_EQ_UINT(cs_window_open_count(w), 0);
+  cs_window_destroy(w);
+  sink_clear(&s);
+}
+
 int main(void) {
   test_create_errors();
   test_boundaries();
@@ -784,5 +893,6 @@ int main(void) {
   test_by_none();
   test_memory();
   test_ext();
+  test_update();
   return CHECK_DONE();
 }

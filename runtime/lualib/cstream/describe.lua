@@ -13,13 +13,11 @@ local function fmt(v)
   return tostring(v)
 end
 
-local function options(out, defs, opts)
+local function options(out, defs, spec)
   for _, d in ipairs(defs) do
-    local v = opts[d.name]
+    local v = spec.opts[d.name]
     if v ~= nil then
-      out[#out + 1] = string.format("      %-12s = %s", d.name, fmt(v))
-    elseif d.default ~= nil then
-      out[#out + 1] = string.format("      %-12s = %s  (default)", d.name, d.default)
+      out[#out + 1] = string.format("      %-12s = %s%s", d.name, fmt(v), spec.given[d.name] and "" or "  (default)")
     end
   end
 end
@@ -30,16 +28,16 @@ return function()
     out[#out + 1] = string.format("pipeline %s  (%s)", p.name, p.where)
     local src = p.source
     out[#out + 1] = string.format("  source cs.%s  (%s)", src.plugin, src.where)
-    options(out, cs.schemas.sources[src.plugin].options, src.opts)
+    options(out, cs.schemas.sources[src.plugin].options, src)
     if p.filter then out[#out + 1] = "  filter  Lua function" end
     if p.map then out[#out + 1] = "  map     Lua function" end
     local w = p.window
     out[#out + 1] = string.format("  window cs.tumbling  (%s)", w.where)
-    options(out, cs.schemas.tumbling.options, w.opts)
+    options(out, cs.schemas.tumbling.options, w)
     for _, a in ipairs(w.custom) do out[#out + 1] = "      aggregate " .. a.name .. " (Lua)" end
     for _, s in ipairs(p.sinks) do
       out[#out + 1] = string.format("  sink cs.%s  (%s)", s.plugin, s.where)
-      options(out, cs.schemas.sinks[s.plugin].options, s.opts)
+      options(out, cs.schemas.sinks[s.plugin].options, s)
     end
   end
   return table.concat(out, "\n")

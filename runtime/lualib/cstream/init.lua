@@ -35,9 +35,9 @@ local function is_spec(v, kind) return getmetatable(v) == SPEC and (kind == nil 
 
 local function make_constructor(kind, name, defs)
   return function(args)
-    local opts, err = schema.validate("cs." .. name, defs, args)
-    if not opts then error(err, 2) end
-    return setmetatable({ kind = kind, plugin = name, opts = opts, where = where(2) }, SPEC)
+    local opts, given = schema.validate("cs." .. name, defs, args)
+    if not opts then error(given, 2) end
+    return setmetatable({ kind = kind, plugin = name, opts = opts, given = given, where = where(2) }, SPEC)
   end
 end
 
@@ -77,8 +77,8 @@ end
 
 --- cs.tumbling { size = "30s", lateness = "5s", by = "product_id", aggregates = {...} }
 function cs.tumbling(args)
-  local opts, err = schema.validate("cs.tumbling", schemas.tumbling.options, args)
-  if not opts then error(err, 2) end
+  local opts, given = schema.validate("cs.tumbling", schemas.tumbling.options, args)
+  if not opts then error(given, 2) end
   local aggs = opts.aggregates
   local bits, custom, seen = {}, {}, {}
   if aggs == nil then
@@ -114,7 +114,8 @@ function cs.tumbling(args)
     if bits[i] then list[#list + 1] = n end
   end
   opts.aggregates = list
-  return setmetatable({ kind = "window", plugin = "tumbling", opts = opts, custom = custom, where = where(2) }, SPEC)
+  return setmetatable({ kind = "window", plugin = "tumbling", opts = opts, given = given, custom = custom,
+    where = where(2) }, SPEC)
 end
 
 local PIPELINE_DEFS = {

@@ -103,8 +103,8 @@ local function check_value(d, v)
 end
 
 -- Validates `args` (the table a script passed) for the call named `what`
--- ("cs.replay"). Returns a table of values with defaults filled in, or
--- nil, message.
+-- ("cs.replay"). Returns a table of values with defaults filled in and a
+-- set of the names the script gave itself, or nil, message.
 function M.validate(what, defs, args)
   if type(args) ~= "table" then
     return nil, what .. " expects a table of options, e.g. " .. what .. " { ... }, got " .. type(args)
@@ -127,20 +127,22 @@ function M.validate(what, defs, args)
     return nil, what .. ": unknown option '" .. k .. "'" ..
       (s and (" (did you mean '" .. s .. "'?)") or (" (valid options: " .. valid .. ")"))
   end
-  local out = {}
+  local out, given = {}, {}
   for _, d in ipairs(defs) do
     local v = args[d.name]
     if v == nil then
       if d.default == nil and not d.optional then
         return nil, what .. ": option '" .. d.name .. "' is required (" .. d.help .. ")"
       end
+      if d.default ~= nil then out[d.name] = check_value(d, d.default) end
     else
+      given[d.name] = true
       local nv, why = check_value(d, v)
       if nv == nil then return nil, what .. ": option '" .. d.name .. "' " .. why end
       out[d.name] = nv
     end
   end
-  return out
+  return out, given
 end
 
 M.check_value = check_value
