@@ -168,6 +168,8 @@ cs_parse_result cs_parse_line(cs_parser *p, const char *line, size_t len, bool p
   if ((seen & (1u << F_SEQUENCE)) && cs_json_type_of(&v[F_SEQUENCE]) == CS_JSON_INT)
     t->sequence = cs_json_int(&v[F_SEQUENCE]);
   t->last_match = (uint8_t)is_last;
+  t->exchange = "coinbase";
+  t->recv_us = 0;
 
   *trades = t;
   *n = 1;

@@ -10,13 +10,20 @@
 #define RETRY_BASE_MS 100
 #define RETRY_MAX_MS 30000
 
+/* A batch of records in order: window rows, or trades for a pipeline
+ * without a window. Owned copies. */
+typedef struct recs {
+  cs_row *rows;      /* each ext_json owned */
+  cs_trade **trades; /* cs_trade_clone copies */
+  size_t n, cap;
+} recs;
+
 typedef struct sink_slot {
   cs_sink *sink;
-  cs_row *pending; /* rows the sink answered RETRY for, owned copies */
-  size_t npending, cap;
+  recs pending; /* records the sink answered RETRY for */
   uv_timer_t timer;
   uint64_t backoff_ms;
-  int flushing; /* the final flush answered RETRY */
+  int flushing; /* 1: the final flush answered RETRY; 2: flushed */
   struct cs_pipeline *p;
 } sink_slot;
 
@@ -29,12 +36,13 @@ struct cs_pipeline {
   sink_slot *sinks;
   size_t nsinks;
   cs_window_conf wconf;
-  cs_window *window;
+  cs_window *window; /* NULL: trades go straight to the sinks */
   cs_hooks hooks;
   int has_hooks;
   cs_parser *parser;
-  cs_row *batch; /* rows emitted while processing one line */
-  size_t nbatch, cap_batch;
+  recs batch;            /* records made while processing one line */
+  cs_trade *scratch;     /* trades laid out for write_trades */
+  size_t cap_scratch;
   state st;
   int interrupted, src_paused, src_stopped;
   char *failure;
@@ -44,6 +52,62 @@ struct cs_pipeline {
   void *done_ud;
   uint64_t lineno; /* line being processed, for messages */
 };
+
+static int recs_reserve(recs *r, size_t k, int trades) {
+  if (r->n + k <= r->cap) return 0;
+  size_t nc = r->cap ? r->cap : 16;
+  while (nc < r->n + k) nc *= 2;
+  if (trades) {
+    cs_trade **nt = realloc(r->trades, nc * sizeof *nt);
+    if (!nt) return -1;
+    r->trades = nt;
+  } else {
+    cs_row *nr = realloc(r->rows, nc * sizeof *nr);
+    if (!nr) return -1;
+    r->rows = nr;
+  }
+  r->cap = nc;
+  return 0;
+}
+
+static int recs_add_rows(recs *r, const cs_row *rows, size_t k) {
+  if (recs_reserve(r, k, 0) != 0) return -1;
+  for (size_t i = 0; i < k; i++) {
+    cs_row *d = &r->rows[r->n];
+    *d = rows[i];
+    if (rows[i].ext_json && !(d->ext_json = strdup(rows[i].ext_json))) return -1;
+    r->n++;
+  }
+  return 0;
+}
+
+static int recs_add_trades(recs *r, cs_trade *const *trades, size_t k) {
+  if (recs_reserve(r, k, 1) != 0) return -1;
+  for (size_t i = 0; i < k; i++) {
+    if (!(r->trades[r->n] = cs_trade_clone(trades[i]))) return -1;
+    r->n++;
+  }
+  return 0;
+}
+
+static int recs_append(recs *dst, const recs *src) {
+  return src->trades ? recs_add_trades(dst, src->trades, src->n) : recs_add_rows(dst, src->rows, src->n);
+}
+
+static void recs_clear(recs *r) {
+  for (size_t i = 0; i < r->n; i++) {
+    if (r->rows) free((char *)r->rows[i].ext_json);
+    if (r->trades) free(r->trades[i]);
+  }
+  r->n = 0;
+}
+
+static void recs_free(recs *r) {
+  recs_clear(r);
+  free(r->rows);
+  free(r->trades);
+  memset(r, 0, sizeof *r);
+}
 
 cs_pipeline *cs_pipeline_create(const char *name, cs_err *err) {
   cs_pipeline *p = calloc(1, sizeof *p);
@@ -58,21 +122,16 @@ cs_pipeline *cs_pipeline_create(const char *name, cs_err *err) {
   return p;
 }
 
-static void free_rows(cs_row *rows, size_t n) {
-  for (size_t i = 0; i < n; i++) free((char *)rows[i].ext_json);
-}
-
 void cs_pipeline_destroy(cs_pipeline *p) {
   if (!p) return;
   cs_source_destroy(p->src);
   for (size_t i = 0; i < p->nsinks; i++) {
-    free_rows(p->sinks[i].pending, p->sinks[i].npending);
-    free(p->sinks[i].pending);
+    recs_free(&p->sinks[i].pending);
     cs_sink_destroy(p->sinks[i].sink);
   }
   free(p->sinks);
-  free_rows(p->batch, p->nbatch);
-  free(p->batch);
+  recs_free(&p->batch);
+  free(p->scratch);
   cs_window_destroy(p->window);
   cs_parser_destroy(p->parser);
   free(p->failure);
@@ -107,41 +166,18 @@ void cs_pipeline_set_hooks(cs_pipeline *p, const cs_hooks *hooks) {
   p->has_hooks = hooks->filter || hooks->map;
 }
 
-/* Copies a row, taking its own copy of the Lua aggregates' JSON. */
-static int copy_row(cs_row *dst, const cs_row *src) {
-  *dst = *src;
-  if (src->ext_json && !(dst->ext_json = strdup(src->ext_json))) return -1;
-  return 0;
-}
-
-static int append_rows(cs_row **arr, size_t *n, size_t *cap, const cs_row *rows, size_t k) {
-  if (*n + k > *cap) {
-    size_t nc = *cap ? *cap : 16;
-    while (nc < *n + k) nc *= 2;
-    cs_row *na = realloc(*arr, nc * sizeof *na);
-    if (!na) return -1;
-    *arr = na;
-    *cap = nc;
-  }
-  for (size_t i = 0; i < k; i++) {
-    if (copy_row(&(*arr)[*n], &rows[i]) != 0) return -1;
-    (*n)++;
-  }
-  return 0;
-}
-
 static void fail(cs_pipeline *p, const char *fmt, const char *detail);
 static void maybe_finish(cs_pipeline *p);
 
 static void on_row(void *ud, const cs_row *row) {
   cs_pipeline *p = ud;
   p->stats.windows++;
-  if (append_rows(&p->batch, &p->nbatch, &p->cap_batch, row, 1) != 0) fail(p, "out of memory keeping %s rows", "emitted");
+  if (recs_add_rows(&p->batch, row, 1) != 0) fail(p, "out of memory keeping %s rows", "emitted");
 }
 
 static void update_pause(cs_pipeline *p) {
   int backlog = 0;
-  for (size_t i = 0; i < p->nsinks; i++) backlog |= p->sinks[i].npending > 0;
+  for (size_t i = 0; i < p->nsinks; i++) backlog |= p->sinks[i].pending.n > 0;
   if (!p->src || p->src_stopped) return;
   if (backlog && !p->src_paused) {
     p->src_paused = 1;
@@ -162,26 +198,52 @@ static void on_retry(uv_timer_t *t);
 
 static void schedule_retry(sink_slot *s, const char *why) {
   cs_pipeline *p = s->p;
+  if (!why[0]) {
+    /* A flush with nothing wrong, only acknowledgements still to come:
+     * look again soon, without counting a retry. */
+    uv_timer_start(&s->timer, on_retry, 50, 0);
+    return;
+  }
   p->stats.sink_retries++;
   s->backoff_ms = s->backoff_ms ? s->backoff_ms * 2 : RETRY_BASE_MS;
   if (s->backoff_ms > RETRY_MAX_MS) s->backoff_ms = RETRY_MAX_MS;
   uint64_t delay = jitter(s->backoff_ms);
-  cs_log_limited(&p->lim_retry, CS_LOG_WARN, s->sink->label, "%s; %zu rows kept, retrying in %llu ms", why,
-                 s->npending, (unsigned long long)delay);
+  cs_log_limited(&p->lim_retry, CS_LOG_WARN, s->sink->label, "%s; %zu records kept, retrying in %llu ms", why,
+                 s->pending.n, (unsigned long long)delay);
   uv_timer_start(&s->timer, on_retry, delay, 0);
 }
 
-/* Hands rows to one sink, honouring the order of what is already queued. */
-static void write_sink(sink_slot *s, const cs_row *rows, size_t n) {
+/* One write of a batch to a sink. */
+static cs_sink_status sink_write(cs_pipeline *p, sink_slot *s, const recs *r, cs_err *err) {
+  if (!r->trades) return s->sink->vt->write(s->sink, r->rows, r->n, err);
+  if (r->n > p->cap_scratch) {
+    cs_trade *ns = realloc(p->scratch, r->n * sizeof *ns);
+    if (!ns) {
+      cs_err_set(err, "out of memory");
+      return CS_SINK_RETRY;
+    }
+    p->scratch = ns;
+    p->cap_scratch = r->n;
+  }
+  for (size_t i = 0; i < r->n; i++) p->scratch[i] = *r->trades[i];
+  return s->sink->vt->write_trades(s->sink, p->scratch, r->n, err);
+}
+
+static void on_written(cs_pipeline *p, sink_slot *s, size_t n) {
+  if (!s->sink->vt->async_ack) p->stats.rows_acked += n;
+}
+
+/* Hands records to one sink, honouring the order of what is already queued. */
+static void write_sink(sink_slot *s, const recs *r) {
   cs_pipeline *p = s->p;
   cs_err err = {{0}};
-  if (s->npending) {
-    if (append_rows(&s->pending, &s->npending, &s->cap, rows, n) != 0) fail(p, "out of memory queueing %s rows", "sink");
+  if (s->pending.n) {
+    if (recs_append(&s->pending, r) != 0) fail(p, "out of memory queueing %s records", "sink");
     return;
   }
-  cs_sink_status st = s->sink->vt->write(s->sink, rows, n, &err);
+  cs_sink_status st = sink_write(p, s, r, &err);
   if (st == CS_SINK_OK) {
-    p->stats.rows_acked += n;
+    on_written(p, s, r->n);
     return;
   }
   if (st == CS_SINK_ERROR) {
@@ -189,8 +251,8 @@ static void write_sink(sink_slot *s, const cs_row *rows, size_t n) {
     fail(p, "%s failed", s->sink->label);
     return;
   }
-  if (append_rows(&s->pending, &s->npending, &s->cap, rows, n) != 0) {
-    fail(p, "out of memory queueing %s rows", "sink");
+  if (recs_append(&s->pending, r) != 0) {
+    fail(p, "out of memory queueing %s records", "sink");
     return;
   }
   schedule_retry(s, err.msg[0] ? err.msg : "sink asked to retry");
@@ -203,17 +265,16 @@ static void on_retry(uv_timer_t *t) {
   cs_err err = {{0}};
   if (p->st == ST_DONE) return;
   cs_sink_status st;
-  if (s->npending) {
-    st = s->sink->vt->write(s->sink, s->pending, s->npending, &err);
+  if (s->pending.n) {
+    st = sink_write(p, s, &s->pending, &err);
     if (st == CS_SINK_OK) {
-      cs_info(s->sink->label, "recovered: %zu queued rows written", s->npending);
-      p->stats.rows_acked += s->npending;
-      free_rows(s->pending, s->npending);
-      s->npending = 0;
+      cs_info(s->sink->label, "recovered: %zu queued records written", s->pending.n);
+      on_written(p, s, s->pending.n);
+      recs_clear(&s->pending);
     }
   } else {
     st = s->sink->vt->flush(s->sink, &err);
-    if (st == CS_SINK_OK) s->flushing = 0;
+    if (st == CS_SINK_OK) s->flushing = 2;
   }
   if (st == CS_SINK_ERROR) {
     cs_error(s->sink->label, "%s", err.msg);
@@ -221,7 +282,8 @@ static void on_retry(uv_timer_t *t) {
     return;
   }
   if (st == CS_SINK_RETRY) {
-    schedule_retry(s, err.msg[0] ? err.msg : "sink asked to retry");
+    if (s->pending.n && !err.msg[0]) cs_err_set(&err, "sink asked to retry");
+    schedule_retry(s, err.msg);
     return;
   }
   s->backoff_ms = 0;
@@ -230,10 +292,9 @@ static void on_retry(uv_timer_t *t) {
 }
 
 static void deliver(cs_pipeline *p) {
-  if (!p->nbatch) return;
-  for (size_t i = 0; i < p->nsinks && p->st != ST_DONE; i++) write_sink(&p->sinks[i], p->batch, p->nbatch);
-  free_rows(p->batch, p->nbatch);
-  p->nbatch = 0;
+  if (!p->batch.n) return;
+  for (size_t i = 0; i < p->nsinks && p->st != ST_DONE; i++) write_sink(&p->sinks[i], &p->batch);
+  recs_clear(&p->batch);
 }
 
 static void stop_source(cs_pipeline *p) {
@@ -272,14 +333,15 @@ static void fail(cs_pipeline *p, const char *fmt, const char *detail) {
   done(p);
 }
 
-/* While draining: once every sink has taken everything, flush them all. */
+/* While draining: once every sink has taken everything, flush them all
+ * (an asynchronous sink's flush waits for its acknowledgements). */
 static void maybe_finish(cs_pipeline *p) {
   if (p->st != ST_DRAINING) return;
   for (size_t i = 0; i < p->nsinks; i++)
-    if (p->sinks[i].npending || p->sinks[i].flushing) return;
+    if (p->sinks[i].pending.n || p->sinks[i].flushing == 1) return;
   for (size_t i = 0; i < p->nsinks; i++) {
     sink_slot *s = &p->sinks[i];
-    if (s->flushing == 2) continue; /* flushed already */
+    if (s->flushing == 2) continue;
     cs_err err = {{0}};
     cs_sink_status st = s->sink->vt->flush(s->sink, &err);
     if (st == CS_SINK_ERROR) {
@@ -289,12 +351,23 @@ static void maybe_finish(cs_pipeline *p) {
     }
     if (st == CS_SINK_RETRY) {
       s->flushing = 1;
-      schedule_retry(s, err.msg[0] ? err.msg : "flush asked to retry");
+      schedule_retry(s, err.msg);
       return;
     }
     s->flushing = 2;
   }
   done(p);
+}
+
+static void on_sink_ack(void *ud, cs_sink *sink, uint64_t n) {
+  cs_pipeline *p = ud;
+  p->stats.rows_acked += n;
+}
+
+static void on_sink_fail(void *ud, cs_sink *sink, const char *why) {
+  cs_pipeline *p = ud;
+  cs_error(sink->label, "%s", why);
+  fail(p, "%s failed", sink->label);
 }
 
 static void on_end(void *ud) {
@@ -314,7 +387,7 @@ static void process_trade(cs_pipeline *p, cs_trade *t) {
   if (p->has_hooks) {
     /* Hooks see only trades that will count: late and duplicate trades
      * are dropped (and counted) before any user code runs. */
-    cs_window_verdict v0 = cs_window_check(p->window, t);
+    cs_window_verdict v0 = p->window ? cs_window_check(p->window, t) : CS_WIN_ACCEPTED;
     if (v0 == CS_WIN_ACCEPTED || v0 == CS_WIN_UPDATED) {
       int keep = 1;
       if (p->hooks.filter) keep = p->hooks.filter(p->hooks.ud, t);
@@ -330,6 +403,12 @@ static void process_trade(cs_pipeline *p, cs_trade *t) {
         return;
       }
     }
+  }
+  if (!p->window) {
+    /* No window: every valid trade goes to the sinks, as it came. */
+    p->stats.trades++;
+    if (recs_add_trades(&p->batch, &t, 1) != 0) fail(p, "out of memory keeping %s", "trades");
+    return;
   }
   switch (cs_window_add(p->window, t)) {
     case CS_WIN_ACCEPTED: p->stats.trades++; break;
@@ -375,6 +454,7 @@ static void on_line(void *ud, const char *line, size_t len, int padded, uint64_t
     case CS_PARSE_TRADES:
       for (size_t i = 0; i < n && p->st == ST_RUNNING; i++) {
         cs_trade t = trades[i];
+        t.recv_us = p->src->recv_us;
         process_trade(p, &t);
       }
       break;
@@ -391,14 +471,20 @@ int cs_pipeline_set_window(cs_pipeline *p, const cs_window_conf *conf, cs_err *e
 
 int cs_pipeline_start(cs_pipeline *p, uv_loop_t *loop, cs_pipeline_done_fn on_done, void *ud, cs_err *err) {
   if (!p->src) return cs_err_set(err, "%s: no source", p->label);
-  if (!p->window) return cs_err_set(err, "%s: no window", p->label);
   if (!p->nsinks) return cs_err_set(err, "%s: no sink", p->label);
+  for (size_t i = 0; i < p->nsinks; i++)
+    if (!p->window && !p->sinks[i].sink->vt->write_trades)
+      return cs_err_set(err, "%s: %s takes window rows only, and this pipeline has no window", p->label,
+                        p->sinks[i].sink->label);
   p->on_done = on_done;
   p->done_ud = ud;
   p->stats.start_us = cs_time_mono_us();
   for (size_t i = 0; i < p->nsinks; i++) {
     sink_slot *s = &p->sinks[i];
     s->p = p;
+    s->sink->ud = p;
+    s->sink->on_ack = on_sink_ack;
+    s->sink->on_fail = on_sink_fail;
     uv_timer_init(loop, &s->timer);
     s->timer.data = s;
     if (s->sink->vt->start(s->sink, loop, err) != 0) {
@@ -430,8 +516,8 @@ void cs_pipeline_interrupt(cs_pipeline *p) {
     /* Second signal: give up on rows a sink has not taken. */
     for (size_t i = 0; i < p->nsinks; i++) {
       sink_slot *s = &p->sinks[i];
-      if (s->npending)
-        cs_error(s->sink->label, "interrupted twice: %zu rows not written", s->npending);
+      if (s->pending.n)
+        cs_error(s->sink->label, "interrupted twice: %zu records not written", s->pending.n);
     }
     fail(p, "interrupted twice with %s", "rows still waiting for a sink");
     return;

@@ -1,5 +1,6 @@
 /* cs_pipeline: one running topology — source -> parse -> hooks -> window
- * engine -> sinks — on a libuv loop.
+ * engine -> sinks — on a libuv loop. Without a window, valid trades go
+ * straight to the sinks (trade records).
  *
  * The pipeline owns its source, window engine and sinks. It counts every
  * line (trades, invalid, ignored, late, duplicates, filtered), logs every
@@ -39,7 +40,8 @@ typedef struct cs_hooks {
 typedef struct cs_pipeline_stats {
   uint64_t lines, trades, windows, late, duplicates, invalid, ignored, filtered, hook_errors;
   uint64_t late_updates; /* late trades taken into an emitted window (on_late = update) */
-  uint64_t rows_acked, sink_retries;
+  uint64_t rows_acked; /* records (rows or trades) the sinks acknowledged */
+  uint64_t sink_retries;
   uint64_t open_windows; /* windows left open (not emitted) when interrupted */
   int64_t start_us, end_us;
 } cs_pipeline_stats;
@@ -56,7 +58,8 @@ const char *cs_pipeline_name(const cs_pipeline *p);
 /* Takes ownership of src / sink. */
 void cs_pipeline_set_source(cs_pipeline *p, cs_source *src);
 int cs_pipeline_add_sink(cs_pipeline *p, cs_sink *sink, cs_err *err);
-/* The conf (and its ext) must outlive the pipeline. */
+/* The conf (and its ext) must outlive the pipeline. Without a call, the
+ * pipeline has no window. */
 int cs_pipeline_set_window(cs_pipeline *p, const cs_window_conf *conf, cs_err *err);
 /* The hooks struct is copied; its ud must outlive the pipeline. */
 void cs_pipeline_set_hooks(cs_pipeline *p, const cs_hooks *hooks);

@@ -12,9 +12,12 @@
  * that is how back-pressure reaches it when a sink cannot keep up. A live
  * source that cannot pause counts and logs what it drops.
  *
- * Sinks receive emitted rows in order. write() answers:
- *   CS_SINK_OK     the sink took every row (it is responsible for them now;
- *                  a synchronous sink has also acknowledged them),
+ * Sinks receive emitted rows (a pipeline with a window) or trades (a
+ * pipeline without one) in order. write() / write_trades() answer:
+ *   CS_SINK_OK     the sink took every record (it is responsible for them
+ *                  now). A synchronous sink has also acknowledged them; an
+ *                  asynchronous one (vt->async_ack) acknowledges later, in
+ *                  order, with cs_sink_ack once they are durable,
  *   CS_SINK_RETRY  it took none; the pipeline keeps them, pauses the source
  *                  and calls write() again with the same rows after a backoff,
  *   CS_SINK_ERROR  permanent failure: the pipeline stops with err's message.
@@ -49,6 +52,9 @@ struct cs_source {
   const cs_source_vt *vt;
   void *ctx;          /* the plugin's state */
   char label[96];     /* "source replay.btc-30s", for logs */
+  /* Wall-clock time (µs) the source received the line it is delivering,
+   * 0 when unknown (replays): trades carry it as recv_time. */
+  int64_t recv_us;
   /* Set by the pipeline before start. */
   void *ud;
   /* One message. `padded`: CS_JSON_PADDING readable bytes follow it.
@@ -69,17 +75,35 @@ typedef struct cs_sink_vt {
   int (*start)(cs_sink *sink, uv_loop_t *loop, cs_err *err);
   /* The rows are the caller's: copy what is kept past the call. */
   cs_sink_status (*write)(cs_sink *sink, const cs_row *rows, size_t n, cs_err *err);
+  /* Trades (NULL: the sink takes only window rows). Same rules; the trades
+   * and their strings are the caller's. */
+  cs_sink_status (*write_trades)(cs_sink *sink, const cs_trade *trades, size_t n, cs_err *err);
   /* Makes everything taken so far durable/visible; same answers. */
   cs_sink_status (*flush)(cs_sink *sink, cs_err *err);
   void (*stop)(cs_sink *sink);
   void (*destroy)(cs_sink *sink);
+  /* 1: records taken with OK are acknowledged later through cs_sink_ack
+   * (e.g. after an HTTP insert succeeded); flush() answers OK only when
+   * everything taken has been acknowledged. 0: OK means acknowledged. */
+  int async_ack;
 } cs_sink_vt;
 
 struct cs_sink {
   const cs_sink_vt *vt;
   void *ctx;
   char label[96]; /* "sink jsonl.btc-30s" */
+  /* Set by the pipeline: how acknowledgements reach it. */
+  void *ud;
+  void (*on_ack)(void *ud, cs_sink *sink, uint64_t n);
+  /* An asynchronous sink that cannot go on (a permanent error found after
+   * write returned OK) reports it here; the pipeline stops. */
+  void (*on_fail)(void *ud, cs_sink *sink, const char *why);
 };
+
+/* An asynchronous sink acknowledges its oldest n unacknowledged records. */
+static inline void cs_sink_ack(cs_sink *sink, uint64_t n) {
+  if (sink->on_ack) sink->on_ack(sink->ud, sink, n);
+}
 
 /* Registry. Lookups return NULL for an unknown name. */
 const cs_source_vt *cs_plugin_source(const char *name);

@@ -15,6 +15,7 @@ typedef struct cs_trade {
   int64_t time_us;  /* event time, µs since the epoch */
   int64_t trade_id; /* unique per product */
   int64_t sequence; /* feed sequence number, -1 when absent */
+  int64_t recv_us;  /* when cstream received it (wall clock, µs), 0 when unknown (replays) */
   double price, size;
   uint8_t taker_side; /* cs_side: who took liquidity (maker side inverted) */
   uint8_t last_match; /* 1 for a replayed `last_match` / snapshot trade */
@@ -22,7 +23,11 @@ typedef struct cs_trade {
   uint16_t price_len, size_len, time_len;
   const char *product_id;
   const char *price_str, *size_str, *time_str; /* exactly as received */
+  const char *exchange; /* "coinbase"; static */
 } cs_trade;
+
+/* A deep copy of a trade in one allocation (strings included); free() it. */
+cs_trade *cs_trade_clone(const cs_trade *t);
 
 /* Which aggregates a row carries (cs.tumbling{aggregates=...}). */
 enum {

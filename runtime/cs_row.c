@@ -1,5 +1,6 @@
 #include "cs_row.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #include "cs_time.h"
@@ -25,4 +26,50 @@ void cs_row_to_json(const cs_row *row, cs_buf *b) {
     cs_buf_puts(b, row->ext_json);
   }
   cs_buf_append(b, "}", 1);
+}
+
+void cs_trade_to_json(const cs_trade *t, cs_buf *b) {
+  cs_buf_puts(b, "{\"v\":1,\"exchange\":");
+  const char *ex = t->exchange ? t->exchange : "coinbase";
+  cs_buf_json_str(b, ex, strlen(ex));
+  cs_buf_puts(b, ",\"product_id\":");
+  cs_buf_json_str(b, t->product_id, t->product_len);
+  cs_buf_printf(b, ",\"trade_id\":%lld,\"price\":", (long long)t->trade_id);
+  cs_buf_json_str(b, t->price_str, t->price_len);
+  cs_buf_puts(b, ",\"size\":");
+  cs_buf_json_str(b, t->size_str, t->size_len);
+  cs_buf_puts(b, t->taker_side == CS_SIDE_BUY ? ",\"taker_side\":\"buy\",\"time\":" : ",\"taker_side\":\"sell\",\"time\":");
+  cs_buf_json_str(b, t->time_str, t->time_len);
+  if (t->sequence >= 0)
+    cs_buf_printf(b, ",\"sequence\":%lld", (long long)t->sequence);
+  else
+    cs_buf_puts(b, ",\"sequence\":null");
+  if (t->recv_us > 0) {
+    char ts[CS_TIME_RFC3339_LEN + 1];
+    cs_time_format_rfc3339(t->recv_us, ts);
+    /* second precision from the formatter, then the microseconds */
+    cs_buf_printf(b, ",\"recv_time\":\"%.19s.%06lldZ\"}", ts,
+                  (long long)(t->recv_us - cs_time_floor_div(t->recv_us, CS_US_PER_S) * CS_US_PER_S));
+  } else {
+    cs_buf_puts(b, ",\"recv_time\":null}");
+  }
+}
+
+cs_trade *cs_trade_clone(const cs_trade *t) {
+  size_t n = (size_t)t->product_len + t->price_len + t->size_len + t->time_len + 4;
+  cs_trade *c = malloc(sizeof *c + n);
+  if (!c) return NULL;
+  *c = *t;
+  char *p = (char *)(c + 1);
+#define COPY(field, len)            \
+  memcpy(p, t->field, t->len);      \
+  p[t->len] = 0;                    \
+  c->field = p;                     \
+  p += t->len + 1;
+  COPY(product_id, product_len)
+  COPY(price_str, price_len)
+  COPY(size_str, size_len)
+  COPY(time_str, time_len)
+#undef COPY
+  return c;
 }

@@ -1,4 +1,6 @@
-/* cs.jsonl: writes each window row as one JSON line to a file or stdout.
+/* cs.jsonl: writes each window row — or, in a pipeline without a window,
+ * each trade as a version-1 trade record (cs_row.h) — as one JSON line to a
+ * file or stdout.
  *
  * Lines are never torn: a batch is written with one buffer and, if a write
  * fails part-way into a regular file, the file is cut back to where the
@@ -55,6 +57,8 @@ static int jsonl_start(cs_sink *sink, uv_loop_t *loop, cs_err *err) {
 
 static int transient(int e) { return e == ENOSPC || e == EDQUOT || e == EAGAIN || e == EIO; }
 
+static cs_sink_status write_buf(jsonl *j, size_t n, cs_err *err);
+
 static cs_sink_status jsonl_write(cs_sink *sink, const cs_row *rows, size_t n, cs_err *err) {
   jsonl *j = sink->ctx;
   cs_buf_reset(&j->buf);
@@ -62,9 +66,24 @@ static cs_sink_status jsonl_write(cs_sink *sink, const cs_row *rows, size_t n, c
     cs_row_to_json(&rows[i], &j->buf);
     cs_buf_append(&j->buf, "\n", 1);
   }
+  return write_buf(j, n, err);
+}
+
+static cs_sink_status jsonl_write_trades(cs_sink *sink, const cs_trade *trades, size_t n, cs_err *err) {
+  jsonl *j = sink->ctx;
+  cs_buf_reset(&j->buf);
+  for (size_t i = 0; i < n; i++) {
+    cs_trade_to_json(&trades[i], &j->buf);
+    cs_buf_append(&j->buf, "\n", 1);
+  }
+  return write_buf(j, n, err);
+}
+
+/* Writes the formatted batch in j->buf: whole lines or nothing. */
+static cs_sink_status write_buf(jsonl *j, size_t n, cs_err *err) {
   if (j->buf.oom) {
     j->buf.oom = 0;
-    cs_err_set(err, "out of memory formatting %zu rows", n);
+    cs_err_set(err, "out of memory formatting %zu records", n);
     return CS_SINK_RETRY;
   }
   off_t before = j->regular ? lseek(j->fd, 0, SEEK_END) : -1;
@@ -133,6 +152,7 @@ const cs_sink_vt cs_sink_jsonl = {
     .init = jsonl_init,
     .start = jsonl_start,
     .write = jsonl_write,
+    .write_trades = jsonl_write_trades,
     .flush = jsonl_flush,
     .stop = jsonl_stop,
     .destroy = jsonl_destroy,

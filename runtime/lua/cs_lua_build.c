@@ -137,7 +137,8 @@ cs_pipeline *cs_lua_build_pipeline(cs_lua *h, size_t i, cs_err *err) {
 
   cs_window_conf conf;
   lua_getfield(L, spec, "window");
-  int rc = build_window(L, &conf, err);
+  int has_window = !lua_isnil(L, -1);
+  int rc = has_window ? build_window(L, &conf, err) : 0;
   lua_pop(L, 1);
   if (rc != 0) goto error;
 
@@ -145,8 +146,10 @@ cs_pipeline *cs_lua_build_pipeline(cs_lua *h, size_t i, cs_err *err) {
   cs_hooks hooks;
   const cs_window_ext *ext;
   cs_lua_hooks_get(hk, &hooks, &ext);
-  conf.ext = ext;
-  if (cs_pipeline_set_window(p, &conf, err) != 0) goto error;
+  if (has_window) {
+    conf.ext = ext;
+    if (cs_pipeline_set_window(p, &conf, err) != 0) goto error;
+  }
   cs_pipeline_set_hooks(p, &hooks);
   cs_lua_hooks_set_counter(hk, &((cs_pipeline_stats *)cs_pipeline_get_stats(p))->hook_errors);
 
@@ -161,6 +164,11 @@ cs_pipeline *cs_lua_build_pipeline(cs_lua *h, size_t i, cs_err *err) {
       snprintf(instance, sizeof instance, "%s", name);
     cs_sink *sink = build_sink(L, instance, err);
     lua_pop(L, 1);
+    if (sink && !has_window && !sink->vt->write_trades) {
+      cs_err_set(err, "cs.%s takes window rows only: give the pipeline a window", sink->vt->name);
+      cs_sink_destroy(sink);
+      sink = NULL;
+    }
     if (!sink || cs_pipeline_add_sink(p, sink, err) != 0) {
       lua_pop(L, 1);
       goto error;

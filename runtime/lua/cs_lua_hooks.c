@@ -269,6 +269,7 @@ cs_lua_hooks *cs_lua_hooks_create(cs_lua *h, int spec, cs_err *err) {
   hk->map_ref = ref_field(L, spec, "map");
 
   lua_getfield(L, spec, "window");
+  if (lua_isnil(L, -1)) lua_newtable(L), lua_replace(L, -2); /* no window: no aggregates */
   lua_getfield(L, -1, "custom");
   hk->naggs = lua_istable(L, -1) ? (int)lua_objlen(L, -1) : 0;
   if (hk->naggs > 0) {

@@ -32,9 +32,13 @@ return function()
     if p.filter then out[#out + 1] = "  filter  Lua function" end
     if p.map then out[#out + 1] = "  map     Lua function" end
     local w = p.window
-    out[#out + 1] = string.format("  window cs.tumbling  (%s)", w.where)
-    options(out, cs.schemas.tumbling.options, w)
-    for _, a in ipairs(w.custom) do out[#out + 1] = "      aggregate " .. a.name .. " (Lua)" end
+    if w then
+      out[#out + 1] = string.format("  window cs.tumbling  (%s)", w.where)
+      options(out, cs.schemas.tumbling.options, w)
+      for _, a in ipairs(w.custom) do out[#out + 1] = "      aggregate " .. a.name .. " (Lua)" end
+    else
+      out[#out + 1] = "  no window: trades go to the sinks as trade records (v1)"
+    end
     for _, s in ipairs(p.sinks) do
       out[#out + 1] = string.format("  sink cs.%s  (%s)", s.plugin, s.where)
       options(out, cs.schemas.sinks[s.plugin].options, s)

@@ -121,7 +121,8 @@ end
 local PIPELINE_DEFS = {
   { name = "name", type = "string", optional = true, help = "pipeline name, used in logs and the summary" },
   { name = "source", type = "value", help = "a source: cs.replay{...}" },
-  { name = "window", type = "value", help = "a window: cs.tumbling{...}" },
+  { name = "window", type = "value", optional = true,
+    help = "a window: cs.tumbling{...}; without one, trades go to the sinks as trade records" },
   { name = "sink", type = "value", help = "a sink, or a list of sinks: cs.jsonl{...}" },
   { name = "filter", type = "value", optional = true, help = "function(trade) -> keep? (Lua hook)" },
   { name = "map", type = "value", optional = true, help = "function(trade) -> trade or nil (Lua hook)" },
@@ -135,7 +136,7 @@ function cs.pipeline(args)
     error("cs.pipeline: option 'source' must be a source such as cs.replay{...}, got " ..
       (is_spec(p.source) and p.source.kind or type(p.source)), 2)
   end
-  if not is_spec(p.window, "window") then
+  if p.window ~= nil and not is_spec(p.window, "window") then
     error("cs.pipeline: option 'window' must be a window such as cs.tumbling{...}, got " ..
       (is_spec(p.window) and p.window.kind or type(p.window)), 2)
   end
