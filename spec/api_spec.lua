@@ -203,8 +203,16 @@ describe("cstream API", function()
       assert_error_at(err, ln, { "cs.tumbling", "'size'", "required" })
       ln, err = line(), error_of(function() cs.aggregate { name = "x", init = print, add = print } end)
       assert_error_at(err, ln, { "cs.aggregate", "'result'", "required" })
-      ln, err = line(), error_of(function() cs.pipeline { source = cs.replay { path = "x" }, sink = cs.discard {} } end)
-      assert_error_at(err, ln, { "cs.pipeline", "'window'", "required" })
+      ln, err = line(), error_of(function() cs.pipeline { window = cs.tumbling { size = 30 }, sink = cs.discard {} } end)
+      assert_error_at(err, ln, { "cs.pipeline", "'source'", "required" })
+      ln, err = line(), error_of(function() cs.pipeline { source = cs.replay { path = "x" } } end)
+      assert_error_at(err, ln, { "cs.pipeline", "'sink'", "required" })
+    end)
+
+    it("allow a pipeline without a window (trades go to the sinks)", function()
+      local p = cs.pipeline { name = "raw", source = cs.replay { path = "x" }, sink = cs.jsonl { path = "-" } }
+      assert.is_nil(p.window)
+      assert.equal("raw", p.name)
     end)
 
     it("reject bad durations", function()
