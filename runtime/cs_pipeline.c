@@ -446,12 +446,21 @@ static void on_line(void *ud, const char *line, size_t len, int padded, uint64_t
   size_t n;
   const char *why;
   switch (cs_parse_line(p->parser, line, len, padded != 0, &trades, &n, &why)) {
-    case CS_PARSE_INVALID:
-      p->stats.invalid++;
+    case CS_PARSE_INVALID: {
+      /* A batch whose trades were all bad counts each of them. */
+      uint32_t bad = cs_parse_info(p->parser)->invalid_trades;
+      p->stats.invalid += bad ? bad : 1;
       cs_log_limited(&p->lim_invalid, CS_LOG_WARN, p->label, "line %llu: invalid: %s", (unsigned long long)lineno, why);
       return;
+    }
     case CS_PARSE_OTHER: p->stats.ignored++; return;
     case CS_PARSE_TRADES:
+      if (cs_parse_info(p->parser)->invalid_trades) {
+        const cs_msg_info *info = cs_parse_info(p->parser);
+        p->stats.invalid += info->invalid_trades;
+        cs_log_limited(&p->lim_invalid, CS_LOG_WARN, p->label, "line %llu: %u invalid trades in the batch: %s",
+                       (unsigned long long)lineno, info->invalid_trades, info->invalid_reason);
+      }
       for (size_t i = 0; i < n && p->st == ST_RUNNING; i++) {
         cs_trade t = trades[i];
         t.recv_us = p->src->recv_us;

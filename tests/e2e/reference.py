@@ -208,7 +208,18 @@ def classify(line):
             return "invalid", None, "duplicated key type"
         return "ignored", None, ""
     typ = obj.get("type")
-    if not isinstance(typ, str) or typ not in TRADE_TYPES:
+    if not isinstance(typ, str):
+        # No string `type`: cstream's own trade record ("v"), an Advanced
+        # Trade frame ("channel"), or nothing it reads.
+        if "v" in obj:
+            for k, n in counts.items():
+                if n > 1:
+                    return "invalid", None, "duplicated key %s" % k
+            return _record(obj)
+        if obj.get("channel") == "market_trades" and "events" in obj:
+            return _advanced(obj)
+        return "ignored", None, ""
+    if typ not in TRADE_TYPES:
         return "ignored", None, ""
     for k, n in counts.items():
         if n > 1:
@@ -240,6 +251,92 @@ def classify(line):
         return "invalid", None, "bad time"
     t.time = tm
     return "trade", t, ""
+
+
+def _common(obj, t):
+    """product_id, price, size, time; -> reason or None."""
+    pid = obj.get("product_id")
+    if not isinstance(pid, str) or pid == "":
+        return "bad product_id"
+    t.product_id = pid
+    p = _valid_decimal(obj.get("price"))
+    s = _valid_decimal(obj.get("size"))
+    if p is None:
+        return "bad price"
+    if s is None:
+        return "bad size"
+    t.price, t.size = p, s
+    t.price_s, t.size_s = obj["price"], obj["size"]
+    tm = parse_time(obj.get("time"))
+    if tm is None:
+        return "bad time"
+    t.time = tm
+    return None
+
+
+def _record(obj):
+    """cstream's trade record, version 1: taker_side is the taker's."""
+    if type(obj.get("v")) is not int or obj.get("v") != 1:
+        return "invalid", None, "bad v"
+    t = Trade()
+    t.type = "record"
+    why = _common(obj, t)
+    if why:
+        return "invalid", None, why
+    tid = obj.get("trade_id")
+    if type(tid) is not int or not (INT64_MIN <= tid <= INT64_MAX):
+        return "invalid", None, "bad trade_id"
+    t.trade_id = tid
+    ts = obj.get("taker_side")
+    if ts not in ("buy", "sell") or not isinstance(ts, str):
+        return "invalid", None, "bad taker_side"
+    t.side = "sell" if ts == "buy" else "buy"  # stored as the maker's side
+    return "trade", t, ""
+
+
+def _advanced_trade(tr):
+    if not isinstance(tr, _Obj):
+        return None
+    seen = {}
+    for k, _ in tr.pairs:
+        if k in TRADE_FIELDS:
+            seen[k] = seen.get(k, 0) + 1
+    if any(n > 1 for n in seen.values()):
+        return None
+    t = Trade()
+    t.type = "market_trades"
+    if _common(tr, t):
+        return None
+    tid = tr.get("trade_id")
+    if not isinstance(tid, str) or not re.fullmatch(r"[0-9]{1,19}", tid) or int(tid) > INT64_MAX:
+        return None
+    t.trade_id = int(tid)
+    side = tr.get("side")
+    if side not in ("BUY", "SELL") or not isinstance(side, str):
+        return None
+    t.side = side.lower()  # the maker's side, as on the Exchange feed
+    return t
+
+
+def _advanced(obj):
+    """Advanced Trade market_trades: events[].trades[], processed oldest first."""
+    evs = obj.get("events")
+    if not isinstance(evs, list):
+        return "invalid", None, "events is not an array"
+    trades, bad = [], 0
+    for ev in evs:
+        if not isinstance(ev, _Obj) or not isinstance(ev.get("trades"), list):
+            continue
+        for tr in ev.get("trades"):
+            t = _advanced_trade(tr)
+            if t is None:
+                bad += 1
+            else:
+                trades.append(t)
+    if not trades:
+        return ("invalid", bad, "bad trades") if bad else ("ignored", None, "")
+    trades.sort(key=lambda t: (t.time, t.trade_id, t.product_id.encode("utf-8", "surrogatepass")))
+    return "batch", (trades, bad), ""
 
 
 # ------------------------------------------------------------------ windows
@@ -318,7 +415,14 @@ class Engine:
         if kind == "empty":
             self.c["empty"] += 1
         elif kind == "invalid":
-            self.c["invalid"] += 1
+            # A batch whose trades are all bad counts each of them.
+            self.c["invalid"] += t if isinstance(t, int) and t > 0 else 1
+        elif kind == "batch":
+            trades, bad = t
+            self.c["invalid"] += bad
+            for one in trades:
+                self.trade(one)
+            kind = "trade"
         elif kind == "ignored":
             self.c["ignored"] += 1
         else:

@@ -200,7 +200,7 @@ static void test_other(void) {
   check_other(L_TICKER, "ticker", __LINE__);
   check_other(L_SUBSCRIPTIONS, "subscriptions", __LINE__);
   check_other(L_HEARTBEAT, "heartbeat", __LINE__);
-  check_other(L_ADVANCED, "", __LINE__);
+  check_other(L_ADVANCED, "subscriptions", __LINE__); /* an Advanced Trade channel */
   check_other("{}", "", __LINE__);
   check_other(" { } ", "", __LINE__);
   check_other("{\"type\":5}", "", __LINE__);
