@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cs_gaps.h"
 #include "cs_log.h"
 #include "cs_parse.h"
 #include "cs_time.h"
@@ -51,6 +52,13 @@ struct cs_pipeline {
   cs_pipeline_done_fn on_done;
   void *done_ud;
   uint64_t lineno; /* line being processed, for messages */
+  cs_gaps *gaps;
+  /* The feed's clock: the newest message time seen, and when (wall). */
+  int has_feed;
+  int64_t feed_us, feed_wall_us, max_trade_us;
+  uv_timer_t clock;
+  int clock_started;
+  cs_log_limiter lim_gap, lim_skew;
 };
 
 static int recs_reserve(recs *r, size_t k, int trades) {
@@ -111,14 +119,14 @@ static void recs_free(recs *r) {
 
 cs_pipeline *cs_pipeline_create(const char *name, cs_err *err) {
   cs_pipeline *p = calloc(1, sizeof *p);
-  if (!p || !(p->name = strdup(name)) || !(p->parser = cs_parser_create())) {
+  if (!p || !(p->name = strdup(name)) || !(p->parser = cs_parser_create()) || !(p->gaps = cs_gaps_create())) {
     cs_pipeline_destroy(p);
     cs_err_set(err, "out of memory");
     return NULL;
   }
   snprintf(p->label, sizeof p->label, "pipeline %s", name);
   cs_log_limiter init = CS_LOG_LIMITER_INIT;
-  p->lim_invalid = p->lim_late = p->lim_dup = p->lim_hook = p->lim_retry = init;
+  p->lim_invalid = p->lim_late = p->lim_dup = p->lim_hook = p->lim_retry = p->lim_gap = p->lim_skew = init;
   return p;
 }
 
@@ -134,6 +142,7 @@ void cs_pipeline_destroy(cs_pipeline *p) {
   free(p->scratch);
   cs_window_destroy(p->window);
   cs_parser_destroy(p->parser);
+  cs_gaps_destroy(p->gaps);
   free(p->failure);
   free(p->name);
   free(p);
@@ -312,15 +321,31 @@ static void close_sinks(cs_pipeline *p) {
   }
 }
 
+static void on_gap(void *ud, const char *product, int64_t from, int64_t to) {
+  cs_pipeline *p = ud;
+  p->stats.gaps++;
+  p->stats.missing_trades += (uint64_t)(to - from + 1);
+  cs_log_limited(&p->lim_gap, CS_LOG_WARN, p->label, "gap: %s trade ids %lld..%lld missing (%lld trades)", product,
+                 (long long)from, (long long)to, (long long)(to - from + 1));
+}
+
 static void done(cs_pipeline *p) {
   if (p->st == ST_DONE) return;
   p->st = ST_DONE;
   p->stats.end_us = cs_time_mono_us();
+  /* What is still pending is missing as far as this run knows. */
+  cs_gaps_flush(p->gaps, on_gap, p);
+  if (p->clock_started) {
+    uv_timer_stop(&p->clock);
+    uv_close((uv_handle_t *)&p->clock, NULL);
+    p->clock_started = 0;
+  }
   stop_source(p);
   close_sinks(p);
   cs_log_limiter_flush(&p->lim_invalid, CS_LOG_WARN, p->label, "invalid-line messages");
   cs_log_limiter_flush(&p->lim_late, CS_LOG_INFO, p->label, "late-trade messages");
   cs_log_limiter_flush(&p->lim_dup, CS_LOG_INFO, p->label, "duplicate-trade messages");
+  cs_log_limiter_flush(&p->lim_gap, CS_LOG_WARN, p->label, "gap messages");
   if (p->on_done) p->on_done(p->done_ud, p);
 }
 
@@ -374,6 +399,7 @@ static void on_end(void *ud) {
   cs_pipeline *p = ud;
   if (p->st != ST_RUNNING) return;
   if (p->window) cs_window_finish(p->window);
+  cs_gaps_flush(p->gaps, on_gap, p);
   deliver(p);
   if (p->st == ST_DONE) return;
   p->st = ST_DRAINING;
@@ -431,6 +457,47 @@ static void process_trade(cs_pipeline *p, cs_trade *t) {
   }
 }
 
+/* When a missing id revealed at event time t counts as a gap. */
+static int64_t gap_deadline(const cs_pipeline *p, int64_t t) {
+  if (!p->window) return t + CS_PIPELINE_GAP_SETTLE_US;
+  return cs_time_floor_div(t, p->wconf.size_us) * p->wconf.size_us + p->wconf.size_us;
+}
+
+/* The clock gaps expire by: the watermark, or without a window the feed. */
+static void expire_gaps(cs_pipeline *p) {
+  int64_t clock;
+  if (p->window) {
+    if (!cs_window_watermark(p->window, &clock)) return;
+  } else {
+    if (!p->has_feed) return;
+    clock = p->feed_us;
+  }
+  cs_gaps_expire(p->gaps, clock, on_gap, p);
+}
+
+static void feed_clock(cs_pipeline *p, int64_t t) {
+  if (!p->has_feed || t > p->feed_us) {
+    p->has_feed = 1;
+    p->feed_us = t;
+    p->feed_wall_us = cs_time_wall_us();
+  }
+}
+
+/* Live sources: event time goes on with the wall clock since the feed's
+ * last message, so quiet markets (or a feed that is down) still close
+ * windows, lateness + grace after their end. */
+static void on_clock(uv_timer_t *t) {
+  cs_pipeline *p = t->data;
+  if (p->st != ST_RUNNING || !p->has_feed) return;
+  int64_t now = p->feed_us + (cs_time_wall_us() - p->feed_wall_us);
+  if (p->window) cs_window_advance(p->window, now - p->wconf.lateness_us - CS_PIPELINE_GRACE_US);
+  if (p->window)
+    expire_gaps(p);
+  else
+    cs_gaps_expire(p->gaps, now, on_gap, p);
+  deliver(p);
+}
+
 static void on_line(void *ud, const char *line, size_t len, int padded, uint64_t lineno, const char *reject) {
   cs_pipeline *p = ud;
   if (p->st != ST_RUNNING) return;
@@ -445,29 +512,55 @@ static void on_line(void *ud, const char *line, size_t len, int padded, uint64_t
   const cs_trade *trades;
   size_t n;
   const char *why;
-  switch (cs_parse_line(p->parser, line, len, padded != 0, &trades, &n, &why)) {
-    case CS_PARSE_INVALID: {
-      /* A batch whose trades were all bad counts each of them. */
-      uint32_t bad = cs_parse_info(p->parser)->invalid_trades;
-      p->stats.invalid += bad ? bad : 1;
-      cs_log_limited(&p->lim_invalid, CS_LOG_WARN, p->label, "line %llu: invalid: %s", (unsigned long long)lineno, why);
-      return;
-    }
-    case CS_PARSE_OTHER: p->stats.ignored++; return;
-    case CS_PARSE_TRADES:
-      if (cs_parse_info(p->parser)->invalid_trades) {
-        const cs_msg_info *info = cs_parse_info(p->parser);
-        p->stats.invalid += info->invalid_trades;
-        cs_log_limited(&p->lim_invalid, CS_LOG_WARN, p->label, "line %llu: %u invalid trades in the batch: %s",
-                       (unsigned long long)lineno, info->invalid_trades, info->invalid_reason);
-      }
-      for (size_t i = 0; i < n && p->st == ST_RUNNING; i++) {
-        cs_trade t = trades[i];
-        t.recv_us = p->src->recv_us;
-        process_trade(p, &t);
-      }
-      break;
+  cs_parse_result r = cs_parse_line(p->parser, line, len, padded != 0, &trades, &n, &why);
+  if (r == CS_PARSE_INVALID) {
+    /* A batch whose trades were all bad counts each of them. */
+    uint32_t bad = cs_parse_info(p->parser)->invalid_trades;
+    p->stats.invalid += bad ? bad : 1;
+    cs_log_limited(&p->lim_invalid, CS_LOG_WARN, p->label, "line %llu: invalid: %s", (unsigned long long)lineno, why);
+    return;
   }
+  const cs_msg_info *info = cs_parse_info(p->parser);
+  int64_t wall = p->src->live ? cs_time_wall_us() : 0;
+  int64_t skew_limit = wall + p->src->max_skew_us;
+  if (info->has_time && r == CS_PARSE_OTHER && (!p->src->live || info->time_us <= skew_limit))
+    feed_clock(p, info->time_us);
+  if (info->kind == CS_MSG_HEARTBEAT && info->last_trade_id >= 0 && info->product_id && info->product_id[0] &&
+      info->has_time)
+    cs_gaps_heartbeat(p->gaps, info->product_id, strlen(info->product_id), info->last_trade_id,
+                      gap_deadline(p, info->time_us));
+  if (info->kind != CS_MSG_OTHER && info->kind != CS_MSG_TRADES && p->src->vt->on_message)
+    p->src->vt->on_message(p->src, info);
+  if (r == CS_PARSE_OTHER) {
+    p->stats.ignored++;
+    if (p->window) expire_gaps(p);
+    deliver(p);
+    return;
+  }
+  if (info->invalid_trades) {
+    p->stats.invalid += info->invalid_trades;
+    cs_log_limited(&p->lim_invalid, CS_LOG_WARN, p->label, "line %llu: %u invalid trades in the batch: %s",
+                   (unsigned long long)lineno, info->invalid_trades, info->invalid_reason);
+  }
+  for (size_t i = 0; i < n && p->st == ST_RUNNING; i++) {
+    cs_trade t = trades[i];
+    t.recv_us = p->src->recv_us;
+    if (p->src->live && p->src->max_skew_us > 0 && t.time_us > skew_limit) {
+      /* A clock far ahead must not drag the watermark forward. */
+      p->stats.invalid++;
+      p->stats.skewed++;
+      cs_log_limited(&p->lim_skew, CS_LOG_WARN, p->label,
+                     "line %llu: invalid: trade %.*s #%lld at %.*s is %.1f s ahead of the wall clock",
+                     (unsigned long long)lineno, (int)t.product_len, t.product_id, (long long)t.trade_id,
+                     (int)t.time_len, t.time_str, (double)(t.time_us - wall) / 1e6);
+      continue;
+    }
+    feed_clock(p, t.time_us);
+    if (cs_gaps_trade(p->gaps, t.product_id, t.product_len, t.trade_id, gap_deadline(p, t.time_us)) != 0)
+      fail(p, "out of memory in the %s", "gap tracker");
+    process_trade(p, &t);
+  }
+  expire_gaps(p);
   deliver(p);
 }
 
@@ -509,10 +602,20 @@ int cs_pipeline_start(cs_pipeline *p, uv_loop_t *loop, cs_pipeline_done_fn on_do
   p->src->on_end = on_end;
   p->src->on_fail = on_fail;
   p->st = ST_RUNNING;
+  if (p->src->live) {
+    uv_timer_init(loop, &p->clock);
+    p->clock.data = p;
+    uv_timer_start(&p->clock, on_clock, 250, 250);
+    p->clock_started = 1;
+  }
   if (p->src->vt->start(p->src, loop, err) != 0) {
     cs_err_prefix(err, "%s", p->src->label);
     p->st = ST_DONE;
     p->src_stopped = 1;
+    if (p->clock_started) {
+      uv_close((uv_handle_t *)&p->clock, NULL);
+      p->clock_started = 0;
+    }
     close_sinks(p);
     return -1;
   }
@@ -549,11 +652,12 @@ void cs_pipeline_print_summary(const cs_pipeline *p, FILE *out) {
   double el = (double)(end - s->start_us) / 1e6;
   fprintf(out,
           "summary pipeline=%s lines=%llu trades=%llu windows=%llu late=%llu duplicates=%llu invalid=%llu "
-          "ignored=%llu open_windows=%llu late_updates=%llu filtered=%llu hook_errors=%llu rows_acked=%llu sink_retries=%llu "
+          "ignored=%llu open_windows=%llu late_updates=%llu gaps=%llu missing_trades=%llu filtered=%llu hook_errors=%llu rows_acked=%llu sink_retries=%llu "
           "elapsed_s=%.3f trades_per_s=%.0f%s\n",
           p->name, (unsigned long long)s->lines, (unsigned long long)s->trades, (unsigned long long)s->windows,
           (unsigned long long)s->late, (unsigned long long)s->duplicates, (unsigned long long)s->invalid,
           (unsigned long long)s->ignored, (unsigned long long)s->open_windows, (unsigned long long)s->late_updates,
+          (unsigned long long)s->gaps, (unsigned long long)s->missing_trades,
           (unsigned long long)s->filtered,
           (unsigned long long)s->hook_errors, (unsigned long long)s->rows_acked,
           (unsigned long long)s->sink_retries, el, el > 0 ? (double)s->trades / el : 0.0,

@@ -9,6 +9,12 @@
  * (back-pressure) and the write is retried with exponential backoff and
  * jitter until it succeeds. Nothing is dropped silently.
  *
+ * Trade ids are tracked per product for gaps (cs_gaps). With a live
+ * source, event time also advances with the wall clock since the feed's
+ * last message (its own clock: trade and heartbeat times), so a window
+ * closes lateness + CS_PIPELINE_GRACE_US after its end with no further
+ * trade, and trades stamped too far ahead of the wall clock are invalid.
+ *
  * Ends when its finite source ends (every open window is emitted), on
  * cs_pipeline_interrupt (open windows are not emitted: they are incomplete;
  * their number is reported), or on a sink/source failure. Uses cs_parse,
@@ -40,11 +46,20 @@ typedef struct cs_hooks {
 typedef struct cs_pipeline_stats {
   uint64_t lines, trades, windows, late, duplicates, invalid, ignored, filtered, hook_errors;
   uint64_t late_updates; /* late trades taken into an emitted window (on_late = update) */
+  uint64_t gaps, missing_trades; /* trade-id gaps declared, ids they miss (cs_gaps.h) */
+  uint64_t skewed;               /* trades ahead of the wall clock (counted invalid too) */
   uint64_t rows_acked; /* records (rows or trades) the sinks acknowledged */
   uint64_t sink_retries;
   uint64_t open_windows; /* windows left open (not emitted) when interrupted */
   int64_t start_us, end_us;
 } cs_pipeline_stats;
+
+/* How far behind the feed's clock a live source's watermark stays, beyond
+ * lateness: room for network delay. */
+#define CS_PIPELINE_GRACE_US INT64_C(1000000)
+/* Without a window, a missing id is declared a gap once the feed's clock
+ * is this far past the trade that revealed it. */
+#define CS_PIPELINE_GAP_SETTLE_US INT64_C(5000000)
 
 typedef struct cs_pipeline cs_pipeline;
 typedef void (*cs_pipeline_done_fn)(void *ud, cs_pipeline *p);

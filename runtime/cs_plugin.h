@@ -34,6 +34,7 @@
 #include "cs_record.h"
 
 typedef struct cs_source cs_source;
+struct cs_msg_info; /* cs_parse.h */
 typedef struct cs_sink cs_sink;
 
 typedef struct cs_source_vt {
@@ -46,12 +47,20 @@ typedef struct cs_source_vt {
   void (*resume)(cs_source *src);
   void (*stop)(cs_source *src);
   void (*destroy)(cs_source *src); /* frees src->ctx */
+  /* Optional: told about the feed's control messages (subscriptions,
+   * error, heartbeat) after the pipeline has parsed them. */
+  void (*on_message)(cs_source *src, const struct cs_msg_info *info);
 } cs_source_vt;
 
 struct cs_source {
   const cs_source_vt *vt;
   void *ctx;          /* the plugin's state */
   char label[96];     /* "source replay.btc-30s", for logs */
+  /* Set by the plugin at init. A live source's event time also advances
+   * with the wall clock (quiet markets still close windows), and a trade
+   * stamped more than max_skew_us ahead of the wall clock is invalid. */
+  int live;
+  int64_t max_skew_us;
   /* Wall-clock time (µs) the source received the line it is delivering,
    * 0 when unknown (replays): trades carry it as recv_time. */
   int64_t recv_us;

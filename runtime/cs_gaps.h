@@ -1,0 +1,36 @@
+/* cs_gaps: missing trades, per product.
+ *
+ * Coinbase trade ids are consecutive per product, so a jump from id A to
+ * id B > A+1 leaves B-A-1 ids missing, and a heartbeat's last_trade_id
+ * beyond the last id seen does too. Trades arrive out of order, so a
+ * missing id is only *pending* at first: it becomes a gap once the event
+ * clock passes the deadline the caller gives (the end of the window of the
+ * trade or heartbeat that revealed it); an id that arrives before then
+ * shrinks the pending range. Only valid trades should be fed in.
+ * Uses cs_intern. Single-threaded. */
+#ifndef CS_GAPS_H
+#define CS_GAPS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct cs_gaps cs_gaps;
+
+/* Called once per declared gap: ids from..to (inclusive) of product. */
+typedef void (*cs_gaps_fn)(void *ud, const char *product, int64_t from, int64_t to);
+
+cs_gaps *cs_gaps_create(void);
+void cs_gaps_destroy(cs_gaps *g); /* NULL is a no-op */
+
+/* A valid trade. Returns -1 when out of memory. */
+int cs_gaps_trade(cs_gaps *g, const char *product, size_t len, int64_t trade_id, int64_t deadline_us);
+/* A heartbeat: the feed's last trade id for the product so far. */
+int cs_gaps_heartbeat(cs_gaps *g, const char *product, size_t len, int64_t last_trade_id, int64_t deadline_us);
+/* Declares every pending range whose deadline <= clock_us. */
+void cs_gaps_expire(cs_gaps *g, int64_t clock_us, cs_gaps_fn fn, void *ud);
+/* Declares everything still pending (end of input). */
+void cs_gaps_flush(cs_gaps *g, cs_gaps_fn fn, void *ud);
+/* Missing ids still pending (not yet declared). */
+uint64_t cs_gaps_pending(const cs_gaps *g);
+
+#endif
