@@ -5,10 +5,11 @@
 #include <string.h>
 
 extern const cs_source_vt cs_source_replay;
+extern const cs_source_vt cs_source_coinbase;
 extern const cs_sink_vt cs_sink_jsonl;
 extern const cs_sink_vt cs_sink_discard;
 
-const cs_source_vt *const cs_plugin_sources[] = {&cs_source_replay, NULL};
+const cs_source_vt *const cs_plugin_sources[] = {&cs_source_replay, &cs_source_coinbase, NULL};
 const cs_sink_vt *const cs_plugin_sinks[] = {&cs_sink_jsonl, &cs_sink_discard, NULL};
 
 const cs_optdef cs_plugin_tumbling_options[] = {
