@@ -14,7 +14,7 @@ cd "$(dirname "$0")"
 # Build and run-time dependencies: Debian 12 packages only.
 BUILD_DEPS="build-essential cmake pkg-config libluajit-5.1-dev libuv1-dev libsimdjson-dev zlib1g-dev libwebsockets-dev"
 RUN_DEPS="lua-cjson libwebsockets-evlib-uv"
-TEST_DEPS="lua-busted python3"
+TEST_DEPS="lua-busted python3 python3-websockets openssl"
 BENCH_DEPS="time"
 
 log() { printf '\n== %s\n' "$*" >&2; }

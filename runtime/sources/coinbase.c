@@ -73,6 +73,7 @@ typedef struct coinbase {
   int handles_open;
   cb_state st;
   int stopping, paused;
+  int drop_pending; /* close the connection at the next WRITEABLE */
   unsigned attempt;
   int64_t connected_at, last_frame_us, subscribe_sent_us;
   char ip[64];
@@ -429,8 +430,12 @@ static void reconnect_later(coinbase *c, const char *why) {
 /* Ends the current connection from outside an lws callback; the CLOSED
  * callback then schedules the reconnect with `why`. */
 static void drop_connection(coinbase *c, const char *why) {
+  if (c->drop_pending) return;
   snprintf(c->close_reason, sizeof c->close_reason, "%s", why);
-  if (c->wsi) lws_set_timeout(c->wsi, PENDING_TIMEOUT_CLOSE_SEND, LWS_TO_KILL_ASYNC);
+  c->drop_pending = 1;
+  /* Closing is done from lws's own WRITEABLE callback (returning -1): a
+   * silent peer gives lws no other occasion to act on this connection. */
+  if (c->wsi) lws_callback_on_writable(c->wsi);
 }
 
 static void on_watchdog(uv_timer_t *t) {
@@ -554,6 +559,7 @@ static int on_lws(struct lws *wsi, enum lws_callback_reasons reason, void *user,
       c->connects++;
       c->connected_at = c->last_frame_us = cs_time_mono_us();
       c->st = ST_SUBSCRIBING;
+      c->drop_pending = 0;
       c->sub_next = 0;
       c->subscribe_sent_us = 0;
       cs_buf_reset(&c->frame);
@@ -564,6 +570,7 @@ static int on_lws(struct lws *wsi, enum lws_callback_reasons reason, void *user,
       lws_callback_on_writable(wsi);
       return 0;
     case LWS_CALLBACK_CLIENT_WRITEABLE: {
+      if (c->drop_pending) return -1;
       cs_buf b;
       cs_buf_init(&b);
       cs_buf_append(&b, "", 0);
