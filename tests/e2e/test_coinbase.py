@@ -49,12 +49,14 @@ def make_ca(tmp, names=("DNS:localhost", "IP:127.0.0.1"), cn="localhost"):
 
 
 class Server:
-    def __init__(self, tmp, scenario, capture=SAMPLE, cert=None, key=None):
+    def __init__(self, tmp, scenario, capture=SAMPLE, cert=None, key=None, advanced=False):
         self.sent = os.path.join(tmp, "sent-%d.jsonl" % id(self))
         args = [PY, os.path.join(HERE, "ws_scenario_server.py"), "--capture", capture, "--scenario",
                 json.dumps(scenario), "--port", "0", "--sent", self.sent]
         if cert:
             args += ["--cert", cert, "--key", key]
+        if advanced:
+            args.append("--advanced")
         self.p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         line = self.p.stdout.readline()
         m = re.match(r"listening port=(\d+)", line)
@@ -96,16 +98,17 @@ class Server:
 class Client:
     """cstream run with a cs.coinbase pipeline writing rows to a file."""
 
-    def __init__(self, tmp, url, extra="", size="30s", lateness="5s"):
+    def __init__(self, tmp, url, extra="", size="30s", lateness="5s", products=("BTC-USD", "ETH-USD")):
         self.out = os.path.join(tmp, "rows-%d.jsonl" % id(self))
         script = os.path.join(tmp, "live-%d.lua" % id(self))
         with open(script, "w") as f:
             f.write("""local cs = require "cstream"
 cs.pipeline { name = "live",
-  source = cs.coinbase { url = %s, products = { "BTC-USD", "ETH-USD" }%s },
+  source = cs.coinbase { url = %s, products = { %s }%s },
   window = cs.tumbling { size = %s, lateness = %s },
   sink = cs.jsonl { path = %s } }
-""" % (json.dumps(url), extra, json.dumps(size), json.dumps(lateness), json.dumps(self.out)))
+""" % (json.dumps(url), ", ".join(json.dumps(p) for p in products), extra, json.dumps(size), json.dumps(lateness),
+       json.dumps(self.out)))
         self.p = subprocess.Popen([CSTREAM, "run", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
     def rows(self):
@@ -264,6 +267,50 @@ class Stream(Case):
         self.assertEqual(c.summary["duplicates"], wc["duplicates"])
         self.assertEqual(c.summary["missing_trades"], 0)
         self.assertIn("code 1011", c.err)
+
+
+class Feeds(Case):
+    def test_advanced_trade_feed(self):
+        cap = os.path.join(ROOT, "data", "coinbase-advanced-trade-2026-08-09.jsonl.gz")
+        s = self.server([{"final_heartbeat_ahead": 60}], capture=cap, advanced=True)
+        c = self.client("ws://127.0.0.1:%d" % s.port, extra=', api = "advanced"')
+        want, wc = expected(s.wait_final(0)[0])
+        self.assertGreater(wc["trades"], 0)
+        got = c.wait_rows(len(want))
+        self.assertEqual(c.stop(), 0, c.err[-3000:])
+        self.assertRows(got, want)
+        self.assertEqual(c.summary["trades"], wc["trades"])
+        self.assertEqual(c.summary["late"], wc["late"])
+
+    def test_recording_replays_to_the_same_windows(self):
+        s = self.server([{"count": 2500, "final_heartbeat_ahead": 60}])
+        rec = os.path.join(self.tmp, "rec", "cap-%Y%m%d.jsonl.gz")
+        c = self.client("ws://127.0.0.1:%d" % s.port, extra=", record = %s" % json.dumps(rec))
+        want, _ = expected(s.wait_final(0)[0])
+        got = c.wait_rows(len(want))
+        self.assertEqual(c.stop(), 0, c.err[-3000:])
+        self.assertRows(got, want)
+        path = time.strftime(rec, time.gmtime())
+        import gzip
+        with gzip.open(path, "rb") as f:
+            recorded = f.read().splitlines()
+        self.assertEqual(recorded, s.frames()[0])  # every frame, unchanged
+        rp = subprocess.run([CSTREAM, "run", os.path.join(ROOT, "scripts", "replay.lua"), "input=" + path],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self.assertEqual([json.loads(l) for l in rp.stdout.decode().splitlines()], got)
+
+    def test_trade_ahead_of_the_wall_clock_is_invalid(self):
+        s = self.server([{"future_after": 300, "final_heartbeat_ahead": 60}])
+        c = self.client("ws://127.0.0.1:%d" % s.port)
+        frames = s.wait_final(0)[0]
+        future = [f for f in frames if b'"trade_id": 1000000000000' in f]
+        self.assertEqual(len(future), 1)
+        want, wc = expected([f for f in frames if f not in future])
+        got = c.wait_rows(len(want))
+        self.assertEqual(c.stop(), 0, c.err[-3000:])
+        self.assertRows(got, want)
+        self.assertEqual(c.summary["invalid"], 1)
+        self.assertIn("ahead of the wall clock", c.err)
 
 
 class BadInput(Case):

@@ -19,6 +19,12 @@ plan repeats). A plan (JSON object) may say:
                  (default: keep sending heartbeats every 0.2 s)
   final_heartbeat_ahead  after the messages, send a heartbeat whose time is
                  this many seconds past the last trade (moves the feed clock)
+  future_after   after N messages send a match stamped an hour ahead of the
+                 wall clock (clock sanity)
+With --advanced the server speaks the Advanced Trade protocol instead: one
+subscribe message per channel, a `subscriptions` frame, then every capture
+frame whose channel was subscribed (start/count index those frames), and
+final_heartbeat_ahead sends a `heartbeats` frame with a later timestamp.
 Writes every frame sent, per connection, to --sent (JSON lines
 {"conn": i, "frame": text} or {"conn": i, "binary": n}). Prints
 `listening port=N` once ready.
@@ -32,6 +38,7 @@ import datetime as dt
 import json
 import ssl
 import sys
+import time
 
 import websockets
 
@@ -48,10 +55,16 @@ def parse_time(s):
 
 class Server:
     def __init__(self, args):
-        self.lines = [l for l in open(args.capture, encoding="utf-8").read().splitlines() if l.strip()]
+        if args.capture.endswith(".gz"):
+            import gzip
+            text = gzip.open(args.capture, "rt", encoding="utf-8").read()
+        else:
+            text = open(args.capture, encoding="utf-8").read()
+        self.lines = [l for l in text.splitlines() if l.strip()]
         self.plans = json.loads(args.scenario)
         self.conn = 0
         self.sent = open(args.sent, "w") if args.sent else None
+        self.advanced_mode = args.advanced
 
     def log(self, i, **kw):
         if self.sent:
@@ -59,8 +72,46 @@ class Server:
             self.sent.write(json.dumps(kw) + "\n")
             self.sent.flush()
 
+    async def advanced(self, ws, i, plan):
+        """The Advanced Trade protocol: channel-per-subscribe."""
+        channels, products = set(), set()
+        first = json.loads(await asyncio.wait_for(ws.recv(), 10))
+        channels.add(first.get("channel"))
+        products |= set(first.get("product_ids", []))
+        try:  # further subscribe messages arrive right after the first
+            while True:
+                m = json.loads(await asyncio.wait_for(ws.recv(), 0.3))
+                channels.add(m.get("channel"))
+                products |= set(m.get("product_ids", []))
+        except asyncio.TimeoutError:
+            pass
+
+        async def send(text):
+            await ws.send(text)
+            self.log(i, frame=text)
+
+        await send(json.dumps({"channel": "subscriptions", "timestamp": "2026-08-09T21:05:48.228846629Z",
+                               "sequence_num": 0, "events": [{"subscriptions": {c: sorted(products) for c in channels}}]}))
+        mine = [l for l in self.lines if json.loads(l).get("channel") in channels]
+        start, count = plan.get("start", 0), plan.get("count")
+        end = len(mine) if count is None else min(len(mine), start + count)
+        last = None
+        for l in mine[start:end]:
+            await send(l)
+            last = json.loads(l).get("timestamp", last)
+        if plan.get("final_heartbeat_ahead") and last:
+            t = parse_time(last[:26] + "Z") + int(plan["final_heartbeat_ahead"] * 1e6)
+            await send(json.dumps({"channel": "heartbeats", "timestamp": fmt(t), "sequence_num": 99,
+                                   "events": [{"current_time": "x", "heartbeat_counter": 1}], "final": True}))
+        while True:
+            await asyncio.sleep(0.2)
+            await ws.ping()
+
     async def handler(self, ws, path=None):
         i = self.conn
+        if self.advanced_mode:
+            self.conn += 1
+            return await self.advanced(ws, i, self.plans[min(i, len(self.plans) - 1)])
         self.conn += 1
         plan = self.plans[min(i, len(self.plans) - 1)]
         try:
@@ -111,6 +162,12 @@ class Server:
                 self.log(i, binary=8)
             if plan.get("error_after") == n:
                 await send(json.dumps({"type": "error", "message": "internal error", "reason": "test"}))
+            if plan.get("future_after") == n:
+                future = dict(o)
+                future.update(type="match", trade_id=10 ** 12, time=fmt(int(time.time() * 1e6) + 3600 * 10 ** 6))
+                if "side" not in future:
+                    future.update(side="buy", size="1", price="1")
+                await send(json.dumps(future))
             if plan.get("oversize_after") == n:
                 await send(json.dumps({"type": "ticker", "pad": "x" * plan.get("oversize_bytes", 100000)}))
         if plan.get("final_heartbeat_ahead") and last_time is not None:
@@ -141,6 +198,7 @@ async def main():
     ap.add_argument("--sent")
     ap.add_argument("--cert")
     ap.add_argument("--key")
+    ap.add_argument("--advanced", action="store_true")
     args = ap.parse_args()
     srv = Server(args)
     ctx = None
