@@ -436,7 +436,9 @@ static void process_trade(cs_pipeline *p, cs_trade *t) {
     if (recs_add_trades(&p->batch, &t, 1) != 0) fail(p, "out of memory keeping %s", "trades");
     return;
   }
-  switch (cs_window_add(p->window, t)) {
+  cs_window_verdict verdict = cs_window_add(p->window, t);
+  if (t->recv_us && verdict >= 0) cs_hist_add(&p->stats.frame_to_window, cs_time_wall_us() - t->recv_us);
+  switch (verdict) {
     case CS_WIN_ACCEPTED: p->stats.trades++; break;
     case CS_WIN_UPDATED:
       p->stats.trades++;
@@ -587,6 +589,7 @@ int cs_pipeline_start(cs_pipeline *p, uv_loop_t *loop, cs_pipeline_done_fn on_do
     s->sink->ud = p;
     s->sink->on_ack = on_sink_ack;
     s->sink->on_fail = on_sink_fail;
+    s->sink->trades = p->window == NULL;
     uv_timer_init(loop, &s->timer);
     s->timer.data = s;
     if (s->sink->vt->start(s->sink, loop, err) != 0) {
@@ -650,16 +653,20 @@ void cs_pipeline_print_summary(const cs_pipeline *p, FILE *out) {
   const cs_pipeline_stats *s = &p->stats;
   int64_t end = s->end_us ? s->end_us : cs_time_mono_us();
   double el = (double)(end - s->start_us) / 1e6;
+  char lat[96] = "";
+  if (s->frame_to_window.count)
+    snprintf(lat, sizeof lat, " latency_p50_us=%lld latency_p99_us=%lld",
+             (long long)cs_hist_quantile(&s->frame_to_window, 0.5), (long long)cs_hist_quantile(&s->frame_to_window, 0.99));
   fprintf(out,
           "summary pipeline=%s lines=%llu trades=%llu windows=%llu late=%llu duplicates=%llu invalid=%llu "
           "ignored=%llu open_windows=%llu late_updates=%llu gaps=%llu missing_trades=%llu filtered=%llu hook_errors=%llu rows_acked=%llu sink_retries=%llu "
-          "elapsed_s=%.3f trades_per_s=%.0f%s\n",
+          "elapsed_s=%.3f trades_per_s=%.0f%s%s\n",
           p->name, (unsigned long long)s->lines, (unsigned long long)s->trades, (unsigned long long)s->windows,
           (unsigned long long)s->late, (unsigned long long)s->duplicates, (unsigned long long)s->invalid,
           (unsigned long long)s->ignored, (unsigned long long)s->open_windows, (unsigned long long)s->late_updates,
           (unsigned long long)s->gaps, (unsigned long long)s->missing_trades,
           (unsigned long long)s->filtered,
           (unsigned long long)s->hook_errors, (unsigned long long)s->rows_acked,
-          (unsigned long long)s->sink_retries, el, el > 0 ? (double)s->trades / el : 0.0,
+          (unsigned long long)s->sink_retries, el, el > 0 ? (double)s->trades / el : 0.0, lat,
           p->failure ? " status=failed" : (p->interrupted ? " status=interrupted" : " status=ok"));
 }

@@ -27,6 +27,7 @@
 #include <uv.h>
 
 #include "cs_err.h"
+#include "cs_hist.h"
 #include "cs_plugin.h"
 #include "cs_record.h"
 #include "cs_window.h"
@@ -48,6 +49,7 @@ typedef struct cs_pipeline_stats {
   uint64_t late_updates; /* late trades taken into an emitted window (on_late = update) */
   uint64_t gaps, missing_trades; /* trade-id gaps declared, ids they miss (cs_gaps.h) */
   uint64_t skewed;               /* trades ahead of the wall clock (counted invalid too) */
+  cs_hist frame_to_window;       /* live sources: frame received -> trade in its window, µs */
   uint64_t rows_acked; /* records (rows or trades) the sinks acknowledged */
   uint64_t sink_retries;
   uint64_t open_windows; /* windows left open (not emitted) when interrupted */

@@ -90,8 +90,7 @@ class Server:
             await ws.send(text)
             self.log(i, frame=text)
 
-        await send(json.dumps({"channel": "subscriptions", "timestamp": "2026-08-09T21:05:48.228846629Z",
-                               "sequence_num": 0, "events": [{"subscriptions": {c: sorted(products) for c in channels}}]}))
+        await send(json.dumps({"channel": "subscriptions", "sequence_num": 0, "events": [{"subscriptions": {c: sorted(products) for c in channels}}]}))
         mine = [l for l in self.lines if json.loads(l).get("channel") in channels]
         start, count = plan.get("start", 0), plan.get("count")
         end = len(mine) if count is None else min(len(mine), start + count)
