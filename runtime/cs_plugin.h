@@ -107,6 +107,9 @@ struct cs_sink {
   /* An asynchronous sink that cannot go on (a permanent error found after
    * write returned OK) reports it here; the pipeline stops. */
   void (*on_fail)(void *ud, cs_sink *sink, const char *why);
+  /* Set by the pipeline before start(): 1 when the sink will get trades
+   * (write_trades; the pipeline has no window), 0 for window rows. */
+  int trades;
 };
 
 /* An asynchronous sink acknowledges its oldest n unacknowledged records. */
