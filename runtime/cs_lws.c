@@ -55,6 +55,7 @@ cs_lws *cs_lws_create(uv_loop_t *loop, const cs_lws_opts *opts, cs_err *err) {
   info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
   info.foreign_loops = loops; /* read during lws_create_context only */
   info.protocols = opts->protocols;
+  info.extensions = opts->extensions;
   info.user = opts->user;
   info.pcontext = &l->alive;
   info.gid = -1;

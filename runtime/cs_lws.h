@@ -58,6 +58,9 @@ typedef struct cs_lws_opts {
   /* Client: TLS for outgoing connections. ca_file NULL: the system store. */
   int client_tls;
   const char *ca_file;
+  /* WebSocket extensions offered/accepted (e.g. permessage-deflate), a
+   * zeroed-entry-terminated array the caller keeps; NULL: none. */
+  const struct lws_extension *extensions;
 } cs_lws_opts;
 
 typedef struct cs_lws cs_lws;

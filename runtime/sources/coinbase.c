@@ -57,7 +57,7 @@ typedef struct coinbase {
   /* options */
   char **products, **channels;
   size_t nproducts, nchannels;
-  int api, insecure;
+  int api, insecure, deflate;
   char *url, *ca_file, *record;
   int64_t idle_us, subscribe_timeout_us, backoff_max_us;
   size_t max_frame, max_buffer;
@@ -202,6 +202,7 @@ static int coinbase_init(cs_source *src, const cs_opts *opts, cs_err *err) {
     goto fail;
   }
   c->insecure = (int)cs_opts_int(opts, "insecure");
+  c->deflate = (int)cs_opts_int(opts, "deflate");
   c->subscribe_timeout_us = cs_opts_int(opts, "subscribe_timeout");
   c->backoff_max_us = cs_opts_int(opts, "reconnect_max");
   if (cs_opts_get(opts, "idle_timeout")->set)
@@ -643,6 +644,12 @@ static int on_lws(struct lws *wsi, enum lws_callback_reasons reason, void *user,
   }
 }
 
+/* permessage-deflate (RFC 7692), offered when `deflate` is on. */
+static const struct lws_extension extensions[] = {
+    {"permessage-deflate", lws_extension_callback_pm_deflate, "permessage-deflate; client_max_window_bits"},
+    {NULL, NULL, NULL},
+};
+
 static const struct lws_protocols protocols[] = {
     {"cstream-coinbase", on_lws, 0, 0, 0, NULL, 0},
     {NULL, NULL, 0, 0, 0, NULL, 0},
@@ -693,6 +700,7 @@ static int coinbase_start(cs_source *src, uv_loop_t *loop, cs_err *err) {
   o.name = src->label;
   o.client_tls = c->tls;
   o.ca_file = c->ca_file;
+  o.extensions = c->deflate ? extensions : NULL;
   if (!(c->lws = cs_lws_create(loop, &o, err))) return -1;
   uv_timer_init(loop, &c->retry_timer);
   uv_timer_init(loop, &c->watchdog);
@@ -753,6 +761,7 @@ static const cs_optdef coinbase_options[] = {
      "feed URL (default wss://ws-feed.exchange.coinbase.com, or wss://advanced-trade-ws.coinbase.com)"},
     {"ca_file", CS_OPT_STRING, NULL, 1, NULL, "PEM file of the CA to trust instead of the system store"},
     {"insecure", CS_OPT_BOOLEAN, "false", 0, NULL, "turn TLS certificate checks off (local testing only; logged)"},
+    {"deflate", CS_OPT_BOOLEAN, "true", 0, NULL, "offer permessage-deflate compression"},
     {"idle_timeout", CS_OPT_DURATION, NULL, 1, NULL,
      "reconnect when no frame arrives for this long (default 5s with heartbeats, else 60s)"},
     {"subscribe_timeout", CS_OPT_DURATION, "10s", 0, NULL, "reconnect when the subscription is not acknowledged"},

@@ -214,6 +214,8 @@ class Stream(Case):
         self.assertEqual(c.summary["trades"], wc["trades"])
         self.assertEqual(c.summary["gaps"], 0)
         self.assertEqual(c.summary["invalid"], 0)
+        with open(s.sent) as f:  # permessage-deflate was negotiated
+            self.assertIn("permessage-deflate", json.loads(f.readline()).get("extensions", []))
         # The same capture through cs.replay gives the same windows.
         rp = subprocess.run([CSTREAM, "run", os.path.join(ROOT, "scripts", "replay.lua"), "input=" + SAMPLE],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)

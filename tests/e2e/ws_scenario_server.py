@@ -108,6 +108,7 @@ class Server:
 
     async def handler(self, ws, path=None):
         i = self.conn
+        self.log(i, extensions=[getattr(e, "name", str(e)) for e in getattr(ws, "extensions", [])])
         if self.advanced_mode:
             self.conn += 1
             return await self.advanced(ws, i, self.plans[min(i, len(self.plans) - 1)])
