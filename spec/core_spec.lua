@@ -92,6 +92,7 @@ describe("cstream.core", function()
       assert.equal("trade", kind)
       assert.same({
         product_id = "BTC-USD", trade_id = 865127782, price = 116827.85, size = 0.00004147,
+        price_str = "116827.85", size_str = "0.00004147", sequence = 110614077300, last_match = false,
         time = 1755893490012637, taker_side = "sell", -- the maker bought
       }, t)
       kind, t = core.parse_line(ETH_LINE)

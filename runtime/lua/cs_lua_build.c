@@ -45,17 +45,28 @@ static cs_opts *opts_from_lua(lua_State *L, int idx, const cs_optdef *defs, cons
   return o;
 }
 
-/* spec at the top of the stack: {plugin=, opts=, where=} */
-static cs_source *build_source(lua_State *L, const char *pname, cs_err *err) {
+/* The plugin name of the spec at the top of the stack ({plugin=, opts=}). */
+static const char *spec_plugin(lua_State *L) {
   lua_getfield(L, -1, "plugin");
-  const cs_source_vt *vt = cs_plugin_source(lua_tostring(L, -1));
+  const char *name = lua_tostring(L, -1); /* the spec table keeps the string alive */
   lua_pop(L, 1);
-  if (!vt) return cs_err_set(err, "unknown source"), NULL;
+  return name ? name : "";
+}
+
+/* spec.opts of the spec at the top of the stack, as a cs_opts for `defs`. */
+static cs_opts *spec_opts(lua_State *L, const char *plugin, const cs_optdef *defs, cs_err *err) {
   char what[64];
-  snprintf(what, sizeof what, "cs.%s", vt->name);
+  snprintf(what, sizeof what, "cs.%s", plugin);
   lua_getfield(L, -1, "opts");
-  cs_opts *o = opts_from_lua(L, lua_gettop(L), vt->options, what, err);
+  cs_opts *o = opts_from_lua(L, lua_gettop(L), defs, what, err);
   lua_pop(L, 1);
+  return o;
+}
+
+static cs_source *build_source(lua_State *L, const char *pname, cs_err *err) {
+  const cs_source_vt *vt = cs_plugin_source(spec_plugin(L));
+  if (!vt) return cs_err_set(err, "unknown source"), NULL;
+  cs_opts *o = spec_opts(L, vt->name, vt->options, err);
   if (!o) return NULL;
   cs_source *src = cs_source_create(vt, pname, o, err);
   cs_opts_destroy(o);
@@ -63,15 +74,9 @@ static cs_source *build_source(lua_State *L, const char *pname, cs_err *err) {
 }
 
 static cs_sink *build_sink(lua_State *L, const char *instance, cs_err *err) {
-  lua_getfield(L, -1, "plugin");
-  const cs_sink_vt *vt = cs_plugin_sink(lua_tostring(L, -1));
-  lua_pop(L, 1);
+  const cs_sink_vt *vt = cs_plugin_sink(spec_plugin(L));
   if (!vt) return cs_err_set(err, "unknown sink"), NULL;
-  char what[64];
-  snprintf(what, sizeof what, "cs.%s", vt->name);
-  lua_getfield(L, -1, "opts");
-  cs_opts *o = opts_from_lua(L, lua_gettop(L), vt->options, what, err);
-  lua_pop(L, 1);
+  cs_opts *o = spec_opts(L, vt->name, vt->options, err);
   if (!o) return NULL;
   cs_sink *sink = cs_sink_create(vt, instance, o, err);
   cs_opts_destroy(o);

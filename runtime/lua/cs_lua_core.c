@@ -73,19 +73,8 @@ static int l_parse_line(lua_State *L) {
     case CS_PARSE_TRADES: break;
   }
   lua_pushstring(L, "trade");
-  lua_createtable(L, 0, 8);
-  lua_pushlstring(L, t->product_id, t->product_len);
-  lua_setfield(L, -2, "product_id");
-  lua_pushnumber(L, (lua_Number)t->trade_id);
-  lua_setfield(L, -2, "trade_id");
-  lua_pushnumber(L, t->price);
-  lua_setfield(L, -2, "price");
-  lua_pushnumber(L, t->size);
-  lua_setfield(L, -2, "size");
-  lua_pushnumber(L, (lua_Number)t->time_us);
-  lua_setfield(L, -2, "time");
-  lua_pushstring(L, t->taker_side == CS_SIDE_BUY ? "buy" : "sell");
-  lua_setfield(L, -2, "taker_side");
+  lua_createtable(L, 0, 10);
+  cs_lua_trade_fill(L, t);
   return 2;
 }
 

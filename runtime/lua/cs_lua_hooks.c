@@ -42,26 +42,7 @@ static void hook_failed(cs_lua_hooks *hk, const char *what, int count) {
 static void push_trade(cs_lua_hooks *hk, const cs_trade *t) {
   lua_State *L = hk->h->L;
   lua_rawgeti(L, LUA_REGISTRYINDEX, hk->trade_ref);
-  lua_pushlstring(L, t->product_id, t->product_len);
-  lua_setfield(L, -2, "product_id");
-  lua_pushnumber(L, (lua_Number)t->trade_id);
-  lua_setfield(L, -2, "trade_id");
-  lua_pushnumber(L, t->price);
-  lua_setfield(L, -2, "price");
-  lua_pushnumber(L, t->size);
-  lua_setfield(L, -2, "size");
-  lua_pushlstring(L, t->price_str, t->price_len);
-  lua_setfield(L, -2, "price_str");
-  lua_pushlstring(L, t->size_str, t->size_len);
-  lua_setfield(L, -2, "size_str");
-  lua_pushnumber(L, (lua_Number)t->time_us);
-  lua_setfield(L, -2, "time");
-  lua_pushstring(L, t->taker_side == CS_SIDE_BUY ? "buy" : "sell");
-  lua_setfield(L, -2, "taker_side");
-  lua_pushnumber(L, (lua_Number)t->sequence);
-  lua_setfield(L, -2, "sequence");
-  lua_pushboolean(L, t->last_match);
-  lua_setfield(L, -2, "last_match");
+  cs_lua_trade_fill(L, t);
 }
 
 static int filter(void *ud, const cs_trade *t) {

@@ -7,6 +7,7 @@
 #include <lualib.h>
 
 #include "cs_lua.h"
+#include "cs_record.h"
 
 typedef struct cs_lua_hooks cs_lua_hooks;
 
@@ -19,6 +20,11 @@ struct cs_lua {
 
 /* Protected call with a traceback: like lua_pcall, message on the stack. */
 int cs_lua_pcall(cs_lua *h, int nargs, int nresults);
+
+/* Sets the trade's fields (product_id, trade_id, price, size, price_str,
+ * size_str, time in µs, taker_side, sequence, last_match) in the table at
+ * the top of the stack (cs_lua_trade.c). */
+void cs_lua_trade_fill(lua_State *L, const cs_trade *t);
 
 /* Installs `cstream.core` into package.preload (cs_lua_core.c). */
 void cs_lua_core_open(lua_State *L);
