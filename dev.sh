@@ -12,10 +12,10 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 # Build and run-time dependencies: Debian 12 packages only.
-BUILD_DEPS="build-essential cmake pkg-config libluajit-5.1-dev libuv1-dev libsimdjson-dev zlib1g-dev libwebsockets-dev"
+BUILD_DEPS="build-essential cmake pkg-config libluajit-5.1-dev libuv1-dev libsimdjson-dev zlib1g-dev libwebsockets-dev libcurl4-openssl-dev librdkafka-dev"
 RUN_DEPS="lua-cjson libwebsockets-evlib-uv"
-TEST_DEPS="lua-busted python3 python3-websockets openssl"
-BENCH_DEPS="time"
+TEST_DEPS="lua-busted python3 python3-websockets openssl clickhouse-server kcat"
+BENCH_DEPS="time clickhouse-client"
 
 log() { printf '\n== %s\n' "$*" >&2; }
 

@@ -14,6 +14,9 @@ typedef struct product {
   int64_t last; /* highest id seen (or announced by a heartbeat) */
   range *pending;
   size_t n, cap;
+  /* for metrics (cs_gaps_product_info) */
+  uint64_t trades, gaps, missing;
+  int64_t last_time; /* INT64_MIN: no trade yet */
 } product;
 
 struct cs_gaps {
@@ -47,6 +50,7 @@ static product *get(cs_gaps *g, const char *name, size_t len) {
     product *np = realloc(g->products, ((size_t)id + 1) * sizeof *np);
     if (!np) return NULL;
     memset(np + g->nproducts, 0, ((size_t)id + 1 - g->nproducts) * sizeof *np);
+    for (size_t k = g->nproducts; k <= (size_t)id; k++) np[k].last_time = INT64_MIN;
     g->products = np;
     g->nproducts = (size_t)id + 1;
   }
@@ -81,9 +85,8 @@ static int advance(cs_gaps *g, product *pr, int64_t id, int64_t deadline) {
   return 0;
 }
 
-int cs_gaps_trade(cs_gaps *g, const char *name, size_t len, int64_t id, int64_t deadline) {
-  product *pr = get(g, name, len);
-  if (!pr) return -1;
+/* A valid trade of product pr. */
+static int trade(cs_gaps *g, product *pr, int64_t id, int64_t deadline) {
   int r = advance(g, pr, id, deadline);
   if (r <= 0) return r;
   /* An older id: it may fill a pending range. Ranges are few. */
@@ -105,6 +108,19 @@ int cs_gaps_trade(cs_gaps *g, const char *name, size_t len, int64_t id, int64_t 
     break;
   }
   return 0;
+}
+
+int cs_gaps_trade(cs_gaps *g, const char *name, size_t len, int64_t id, int64_t deadline) {
+  product *pr = get(g, name, len);
+  return pr ? trade(g, pr, id, deadline) : -1;
+}
+
+int cs_gaps_trade_at(cs_gaps *g, const char *name, size_t len, int64_t id, int64_t time_us, int64_t deadline) {
+  product *pr = get(g, name, len);
+  if (!pr) return -1;
+  pr->trades++;
+  if (time_us > pr->last_time) pr->last_time = time_us;
+  return trade(g, pr, id, deadline);
 }
 
 int cs_gaps_heartbeat(cs_gaps *g, const char *name, size_t len, int64_t last_trade_id, int64_t deadline) {
@@ -133,6 +149,8 @@ static void expire(cs_gaps *g, int all, int64_t clock, cs_gaps_fn fn, void *ud) 
         continue;
       }
       g->pending -= (uint64_t)(x.to - x.from + 1);
+      pr->gaps++;
+      pr->missing += (uint64_t)(x.to - x.from + 1);
       pr->pending[i] = pr->pending[--pr->n];
       fn(ud, cs_intern_name(g->names, (uint32_t)p), x.from, x.to);
     }
@@ -142,3 +160,15 @@ static void expire(cs_gaps *g, int all, int64_t clock, cs_gaps_fn fn, void *ud) 
 void cs_gaps_expire(cs_gaps *g, int64_t clock_us, cs_gaps_fn fn, void *ud) { expire(g, 0, clock_us, fn, ud); }
 void cs_gaps_flush(cs_gaps *g, cs_gaps_fn fn, void *ud) { expire(g, 1, 0, fn, ud); }
 uint64_t cs_gaps_pending(const cs_gaps *g) { return g->pending; }
+
+size_t cs_gaps_product_count(const cs_gaps *g) { return g->nproducts; }
+
+void cs_gaps_product_info(const cs_gaps *g, size_t i, cs_gaps_product *out) {
+  const product *pr = &g->products[i];
+  out->name = cs_intern_name(g->names, (uint32_t)i);
+  out->trades = pr->trades;
+  out->last_time_us = pr->last_time;
+  out->last_id = pr->has_last ? pr->last : -1;
+  out->gaps = pr->gaps;
+  out->missing = pr->missing;
+}

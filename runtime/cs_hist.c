@@ -16,8 +16,17 @@ static int64_t upper(int i) {
 }
 
 void cs_hist_add(cs_hist *h, int64_t us) {
-  h->b[bucket(us < 0 ? 0 : (uint64_t)us)]++;
+  uint64_t v = us < 0 ? 0 : (uint64_t)us;
+  h->b[bucket(v)]++;
   h->count++;
+  h->sum += v;
+}
+
+uint64_t cs_hist_count_below_pow2(const cs_hist *h, int k) {
+  if (k < 0) return 0;
+  uint64_t limit = (UINT64_C(1) << k) - 1, n = 0;
+  for (int i = 0; i < CS_HIST_BUCKETS && (uint64_t)upper(i) <= limit; i++) n += h->b[i];
+  return n;
 }
 
 int64_t cs_hist_quantile(const cs_hist *h, double q) {

@@ -1,6 +1,16 @@
 /* cs_log: one line per event on stderr, with a level and the component
  * that speaks ("[source replay.btc-30s]").
  *
+ * Three formats (--log-format): `text` (the default, for people:
+ * `2026-11-25T10:00:00.123Z info  [pipeline btc-30s] message`), `logfmt`
+ * (`ts=... level=info component="pipeline btc-30s" msg="message"`) and
+ * `json` (one object per line: ts, level, component, msg). Credentials in
+ * URLs (`scheme://user:password@host`) are masked in every message, as a
+ * safety net: plugins never log secrets in the first place.
+ *
+ * On a terminal, a status line (progress) can stay at the bottom: it is
+ * erased before each log line and drawn again after it.
+ *
  * Repeated warnings from one place (an invalid input line, a retry) go
  * through a cs_log_limiter: the first few are printed, then at most one per
  * second with the number suppressed meanwhile, so a flood of bad input never
@@ -19,6 +29,24 @@ int cs_log_parse_level(const char *s, cs_log_level *out);
 
 void cs_log(cs_log_level level, const char *component, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+
+typedef enum { CS_LOG_TEXT = 0, CS_LOG_LOGFMT, CS_LOG_JSON } cs_log_format;
+void cs_log_set_format(cs_log_format f);
+cs_log_format cs_log_get_format(void);
+/* Parses "text", "logfmt", "json"; returns -1 on anything else. */
+int cs_log_parse_format(const char *s, cs_log_format *out);
+
+/* Writes a record given as `key=value ...` pairs (values without spaces,
+ * such as the end-of-run summary), whatever the level: as is (text), after
+ * ts, level and msg (logfmt), or as one JSON object whose numeric values
+ * are numbers (json). */
+void cs_log_record(const char *msg, const char *kv);
+
+/* Is stderr a terminal? (cached) */
+int cs_log_is_tty(void);
+/* Draws `line` as the terminal's status line (cut to the terminal's width),
+ * or erases it (NULL). Nothing happens when stderr is not a terminal. */
+void cs_log_status(const char *line);
 
 typedef struct cs_log_limiter {
   uint32_t burst;      /* lines printed before limiting starts */

@@ -49,10 +49,18 @@ cs_lws *cs_lws_create(uv_loop_t *loop, const cs_lws_opts *opts, cs_err *err) {
   snprintf(l->name, sizeof l->name, "%s", opts->name ? opts->name : "lws");
   set_lws_logging();
 
+  /* The context first, with no vhost: nothing in it can fail half-way.
+   * (When lws_create_context fails while creating its default vhost — a
+   * port in use, a bad certificate — lws 4.1.6 frees the context but leaves
+   * its uv_idle, uv_timer and uv_poll handles registered on the foreign
+   * loop: the loop then touches freed memory. An explicit vhost that fails
+   * leaves a sound context that tears down like any other.) */
   void *loops[1] = {loop};
   struct lws_context_creation_info info;
   memset(&info, 0, sizeof info);
-  info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+  info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT | LWS_SERVER_OPTION_EXPLICIT_VHOSTS;
+  /* A numeric IPv4 address binds an IPv4 socket. */
+  if (opts->listen && opts->host && !strchr(opts->host, ':')) info.options |= LWS_SERVER_OPTION_DISABLE_IPV6;
   info.foreign_loops = loops; /* read during lws_create_context only */
   info.protocols = opts->protocols;
   info.extensions = opts->extensions;
@@ -60,35 +68,36 @@ cs_lws *cs_lws_create(uv_loop_t *loop, const cs_lws_opts *opts, cs_err *err) {
   info.pcontext = &l->alive;
   info.gid = -1;
   info.uid = -1;
-  if (opts->listen) {
-    info.port = opts->port;
-    info.iface = opts->host;
-    /* A numeric IPv4 address binds an IPv4 socket. */
-    if (opts->host && !strchr(opts->host, ':')) info.options |= LWS_SERVER_OPTION_DISABLE_IPV6;
-    info.ssl_cert_filepath = opts->cert_file;
-    info.ssl_private_key_filepath = opts->key_file;
-  } else {
-    info.port = CONTEXT_PORT_NO_LISTEN;
-  }
-  if (opts->client_tls && opts->ca_file) info.client_ssl_ca_filepath = opts->ca_file;
-
+  info.port = CONTEXT_PORT_NO_LISTEN;
   l->ctx = lws_create_context(&info);
   if (!l->ctx) {
-    if (opts->listen)
-      cs_err_set(err,
-                 "libwebsockets could not listen on %s:%d%s (port in use? certificate or key unreadable? "
-                 "libwebsockets-evlib-uv missing?)",
-                 opts->host ? opts->host : "*", opts->port, opts->cert_file ? " with TLS" : "");
-    else
-      cs_err_set(err, "libwebsockets could not start a client context (CA file unreadable? "
-                      "libwebsockets-evlib-uv missing?)");
+    cs_err_set(err, "libwebsockets could not start (is libwebsockets-evlib-uv installed?)");
     free(l);
     return NULL;
   }
   l->alive = l->ctx;
+
+  /* Then its one vhost, named "default" (clients connect through it). */
+  info.vhost_name = "default";
   if (opts->listen) {
-    struct lws_vhost *vh = lws_get_vhost_by_name(l->ctx, "default");
-    l->port = vh ? lws_get_vhost_listen_port(vh) : -1;
+    info.port = opts->port;
+    info.iface = opts->host;
+    info.ssl_cert_filepath = opts->cert_file;
+    info.ssl_private_key_filepath = opts->key_file;
+  }
+  if (opts->client_tls && opts->ca_file) info.client_ssl_ca_filepath = opts->ca_file;
+  struct lws_vhost *vh = lws_create_vhost(l->ctx, &info);
+  if (!vh) {
+    if (opts->listen)
+      cs_err_set(err, "libwebsockets could not listen on %s:%d%s (port in use? certificate or key unreadable?)",
+                 opts->host ? opts->host : "*", opts->port, opts->cert_file ? " with TLS" : "");
+    else
+      cs_err_set(err, "libwebsockets could not set up its client side (CA file unreadable?)");
+    cs_lws_destroy(l);
+    return NULL;
+  }
+  if (opts->listen) {
+    l->port = lws_get_vhost_listen_port(vh);
     if (l->port <= 0) {
       cs_err_set(err, "libwebsockets: no listening socket on %s:%d", opts->host ? opts->host : "*", opts->port);
       cs_lws_destroy(l);
@@ -113,9 +122,10 @@ void cs_lws_destroy(cs_lws *l) {
   if (!l) return;
   if (!l->stopped) {
     /* Error path: nobody ran the loop since step 1. Closing lws's handles
-     * takes two loop turns (connections, then lws's idle and timer). */
+     * takes two loop turns (connections and lws's event pipe, then lws's
+     * idle and timer). */
     cs_lws_stop(l);
-    for (int i = 0; i < 8 && l->alive; i++) uv_run(l->loop, UV_RUN_NOWAIT);
+    for (int i = 0; i < 4; i++) uv_run(l->loop, UV_RUN_NOWAIT);
   }
   if (l->alive) lws_context_destroy(l->ctx);
   if (l->alive) cs_warn(l->name, "libwebsockets context not wholly freed");

@@ -9,6 +9,15 @@
  * foreign loop. lws's own log lines are routed to cs_log, component "lws"
  * (errors as warnings; the rest at --log-level debug).
  *
+ * Creation: the context is made without a vhost
+ * (LWS_SERVER_OPTION_EXPLICIT_VHOSTS), then one vhost named "default" that
+ * listens (server) or carries the outgoing connections (client). Reason:
+ * when lws_create_context() fails while making its default vhost (a port in
+ * use, a certificate that does not load), lws 4.1.6 frees the context but
+ * leaves its uv_idle/uv_timer/uv_poll handles on the foreign loop, which
+ * then touches freed memory; a failed lws_create_vhost() leaves a sound
+ * context that is torn down as below.
+ *
  * Teardown on a foreign loop takes two steps, because libuv closes handles
  * asynchronously (what lws 4.1.6 does, read in its lib/core/context.c and
  * lib/event-libs/libuv/libuv.c, and checked under ASan/LeakSanitizer):

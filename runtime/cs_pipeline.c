@@ -5,6 +5,7 @@
 
 #include "cs_gaps.h"
 #include "cs_log.h"
+#include "cs_metrics.h"
 #include "cs_parse.h"
 #include "cs_time.h"
 
@@ -25,7 +26,18 @@ typedef struct sink_slot {
   uv_timer_t timer;
   uint64_t backoff_ms;
   int flushing; /* 1: the final flush answered RETRY; 2: flushed */
+  int busy;     /* the sink answered CS_SINK_BUSY: waiting for cs_sink_ready */
   struct cs_pipeline *p;
+  /* For metrics and health (cs_pipeline_collect/health). */
+  uint64_t taken, acked, retries;
+  int64_t unacked_since_us; /* mono: last progress while records are unacknowledged */
+  char last_error[160];     /* why the last retry was needed */
+  cs_hist window_to_ack;    /* live: window end -> row acknowledged, µs */
+  struct ack_mark {
+    uint64_t seq;           /* the row is acknowledged once `acked` reaches it */
+    int64_t window_end_us;
+  } *marks;                 /* asynchronous sinks, live: rows not yet acknowledged */
+  size_t mark_head, mark_n, mark_cap;
 } sink_slot;
 
 typedef enum { ST_NEW, ST_RUNNING, ST_DRAINING, ST_DONE } state;
@@ -52,6 +64,16 @@ struct cs_pipeline {
   cs_pipeline_done_fn on_done;
   void *done_ud;
   uint64_t lineno; /* line being processed, for messages */
+  char where[128];  /* the line's position, for messages (at()) */
+  /* Sources with their own event clock: what each advance emitted, to
+   * find the durable watermark (src_durable). */
+  struct dmark {
+    int64_t wm;
+    uint64_t seq; /* records handed to the sinks when the watermark reached wm */
+  } *dmarks;
+  size_t dmark_head, dmark_n, dmark_cap;
+  int64_t durable_wm;
+  int64_t max_end; /* latest end of an emitted window */
   cs_gaps *gaps;
   /* The feed's clock: the newest message time seen, and when (wall). */
   int has_feed;
@@ -59,6 +81,7 @@ struct cs_pipeline {
   uv_timer_t clock;
   int clock_started;
   cs_log_limiter lim_gap, lim_skew;
+  int64_t ack_timeout_us;
 };
 
 static int recs_reserve(recs *r, size_t k, int trades) {
@@ -127,6 +150,7 @@ cs_pipeline *cs_pipeline_create(const char *name, cs_err *err) {
   snprintf(p->label, sizeof p->label, "pipeline %s", name);
   cs_log_limiter init = CS_LOG_LIMITER_INIT;
   p->lim_invalid = p->lim_late = p->lim_dup = p->lim_hook = p->lim_retry = p->lim_gap = p->lim_skew = init;
+  p->ack_timeout_us = CS_METRICS_DEFAULT_ACK_TIMEOUT_US;
   return p;
 }
 
@@ -135,6 +159,7 @@ void cs_pipeline_destroy(cs_pipeline *p) {
   cs_source_destroy(p->src);
   for (size_t i = 0; i < p->nsinks; i++) {
     recs_free(&p->sinks[i].pending);
+    free(p->sinks[i].marks);
     cs_sink_destroy(p->sinks[i].sink);
   }
   free(p->sinks);
@@ -143,6 +168,7 @@ void cs_pipeline_destroy(cs_pipeline *p) {
   cs_window_destroy(p->window);
   cs_parser_destroy(p->parser);
   cs_gaps_destroy(p->gaps);
+  free(p->dmarks);
   free(p->failure);
   free(p->name);
   free(p);
@@ -181,6 +207,7 @@ static void maybe_finish(cs_pipeline *p);
 static void on_row(void *ud, const cs_row *row) {
   cs_pipeline *p = ud;
   p->stats.windows++;
+  if (row->window_end_us > p->max_end) p->max_end = row->window_end_us;
   if (recs_add_rows(&p->batch, row, 1) != 0) fail(p, "out of memory keeping %s rows", "emitted");
 }
 
@@ -214,6 +241,8 @@ static void schedule_retry(sink_slot *s, const char *why) {
     return;
   }
   p->stats.sink_retries++;
+  s->retries++;
+  snprintf(s->last_error, sizeof s->last_error, "%s", why);
   s->backoff_ms = s->backoff_ms ? s->backoff_ms * 2 : RETRY_BASE_MS;
   if (s->backoff_ms > RETRY_MAX_MS) s->backoff_ms = RETRY_MAX_MS;
   uint64_t delay = jitter(s->backoff_ms);
@@ -238,8 +267,37 @@ static cs_sink_status sink_write(cs_pipeline *p, sink_slot *s, const recs *r, cs
   return s->sink->vt->write_trades(s->sink, p->scratch, r->n, err);
 }
 
-static void on_written(cs_pipeline *p, sink_slot *s, size_t n) {
-  if (!s->sink->vt->async_ack) p->stats.rows_acked += n;
+/* Live window rows: the time from a window's end to its row's
+ * acknowledgement. Asynchronous sinks: kept until acknowledged. */
+static void on_written(cs_pipeline *p, sink_slot *s, const recs *r) {
+  size_t n = r->n;
+  int marks = p->src && p->src->live && !r->trades;
+  if (!s->sink->vt->async_ack) {
+    p->stats.rows_acked += n;
+    s->taken += n;
+    s->acked += n;
+    if (marks) {
+      int64_t now = cs_time_wall_us();
+      for (size_t i = 0; i < n; i++) cs_hist_add(&s->window_to_ack, now - r->rows[i].window_end_us);
+    }
+    return;
+  }
+  if (s->taken == s->acked) s->unacked_since_us = cs_time_mono_us();
+  for (size_t i = 0; marks && i < n; i++) {
+    if (s->mark_n == s->mark_cap) { /* a ring: grow by unrolling it */
+      size_t nc = s->mark_cap ? s->mark_cap * 2 : 64;
+      struct ack_mark *nm = malloc(nc * sizeof *nm);
+      if (!nm) break; /* only the latency figure suffers */
+      for (size_t k = 0; k < s->mark_n; k++) nm[k] = s->marks[(s->mark_head + k) % s->mark_cap];
+      free(s->marks);
+      s->marks = nm;
+      s->mark_cap = nc;
+      s->mark_head = 0;
+    }
+    s->marks[(s->mark_head + s->mark_n++) % s->mark_cap] =
+        (struct ack_mark){s->taken + i + 1, r->rows[i].window_end_us};
+  }
+  s->taken += n;
 }
 
 /* Hands records to one sink, honouring the order of what is already queued. */
@@ -252,7 +310,7 @@ static void write_sink(sink_slot *s, const recs *r) {
   }
   cs_sink_status st = sink_write(p, s, r, &err);
   if (st == CS_SINK_OK) {
-    on_written(p, s, r->n);
+    on_written(p, s, r);
     return;
   }
   if (st == CS_SINK_ERROR) {
@@ -264,7 +322,12 @@ static void write_sink(sink_slot *s, const recs *r) {
     fail(p, "out of memory queueing %s records", "sink");
     return;
   }
-  schedule_retry(s, err.msg[0] ? err.msg : "sink asked to retry");
+  if (st == CS_SINK_BUSY) {
+    s->busy = 1;
+    uv_timer_start(&s->timer, on_retry, CS_SINK_BUSY_RECHECK_MS, 0);
+  } else {
+    schedule_retry(s, err.msg[0] ? err.msg : "sink asked to retry");
+  }
   update_pause(p);
 }
 
@@ -277,8 +340,9 @@ static void on_retry(uv_timer_t *t) {
   if (s->pending.n) {
     st = sink_write(p, s, &s->pending, &err);
     if (st == CS_SINK_OK) {
-      cs_info(s->sink->label, "recovered: %zu queued records written", s->pending.n);
-      on_written(p, s, s->pending.n);
+      if (!s->busy) cs_info(s->sink->label, "recovered: %zu queued records written", s->pending.n);
+      s->busy = 0;
+      on_written(p, s, &s->pending);
       recs_clear(&s->pending);
     }
   } else {
@@ -290,9 +354,14 @@ static void on_retry(uv_timer_t *t) {
     fail(p, "%s failed", s->sink->label);
     return;
   }
-  if (st == CS_SINK_RETRY) {
+  if (st == CS_SINK_BUSY && s->pending.n) { /* still full: wait for cs_sink_ready */
+    s->busy = 1;
+    uv_timer_start(&s->timer, on_retry, CS_SINK_BUSY_RECHECK_MS, 0);
+    return;
+  }
+  if (st == CS_SINK_RETRY || st == CS_SINK_BUSY) {
     if (s->pending.n && !err.msg[0]) cs_err_set(&err, "sink asked to retry");
-    schedule_retry(s, err.msg);
+    schedule_retry(s, st == CS_SINK_BUSY ? "" : err.msg);
     return;
   }
   s->backoff_ms = 0;
@@ -387,6 +456,19 @@ static void maybe_finish(cs_pipeline *p) {
 static void on_sink_ack(void *ud, cs_sink *sink, uint64_t n) {
   cs_pipeline *p = ud;
   p->stats.rows_acked += n;
+  for (size_t i = 0; i < p->nsinks; i++) {
+    sink_slot *s = &p->sinks[i];
+    if (s->sink != sink) continue;
+    s->acked += n;
+    if (s->acked > s->taken) s->acked = s->taken;
+    s->unacked_since_us = cs_time_mono_us();
+    int64_t now = s->mark_n ? cs_time_wall_us() : 0;
+    while (s->mark_n && s->marks[s->mark_head].seq <= s->acked) {
+      cs_hist_add(&s->window_to_ack, now - s->marks[s->mark_head].window_end_us);
+      s->mark_head = (s->mark_head + 1) % s->mark_cap;
+      s->mark_n--;
+    }
+  }
 }
 
 static void on_sink_fail(void *ud, cs_sink *sink, const char *why) {
@@ -395,12 +477,36 @@ static void on_sink_fail(void *ud, cs_sink *sink, const char *why) {
   fail(p, "%s failed", sink->label);
 }
 
+/* A sink that answered CS_SINK_BUSY can take records: write them now. */
+static void on_sink_ready(void *ud, cs_sink *sink) {
+  cs_pipeline *p = ud;
+  for (size_t i = 0; i < p->nsinks; i++) {
+    sink_slot *s = &p->sinks[i];
+    if (s->sink == sink && s->busy && s->pending.n && p->st != ST_DONE) uv_timer_start(&s->timer, on_retry, 0, 0);
+  }
+}
+
+/* The feed's clock for sinks (cs_sink_feed_clock). */
+static int sink_feed_clock(void *ud, int64_t *now_us) {
+  cs_pipeline *p = ud;
+  if (!p->has_feed) return 0;
+  *now_us = p->feed_us + (p->src && p->src->live ? cs_time_wall_us() - p->feed_wall_us : 0);
+  return 1;
+}
+
+static void mark_durable(cs_pipeline *p, int64_t wm);
+
 static void on_end(void *ud) {
   cs_pipeline *p = ud;
   if (p->st != ST_RUNNING) return;
   if (p->window) cs_window_finish(p->window);
   cs_gaps_flush(p->gaps, on_gap, p);
   deliver(p);
+  if (p->src->external_clock && p->window) { /* every window is out: durable once acknowledged */
+    int64_t wm;
+    if (!cs_window_watermark(p->window, &wm) || wm < p->max_end) wm = p->max_end;
+    mark_durable(p, wm);
+  }
   if (p->st == ST_DONE) return;
   p->st = ST_DRAINING;
   stop_source(p);
@@ -409,7 +515,29 @@ static void on_end(void *ud) {
 
 static void on_fail(void *ud, const char *why) { fail(ud, "%s", why); }
 
+/* The line being processed, for messages: "line N", or where the source
+ * says it is ("trades [2] offset 1234"). */
+static const char *at(cs_pipeline *p) {
+  if (!p->src->vt->where || p->src->vt->where(p->src, p->where, sizeof p->where) != 0)
+    snprintf(p->where, sizeof p->where, "line %llu", (unsigned long long)p->lineno);
+  return p->where;
+}
+
 static void process_trade(cs_pipeline *p, cs_trade *t) {
+  int ext = p->src->external_clock;
+  int64_t wend = 0;
+  if (ext && p->window) {
+    /* A restored durable watermark: the trade's window was emitted (and
+     * acknowledged) before; taking it would open a partial window. */
+    wend = cs_time_floor_div(t->time_us, p->wconf.size_us) * p->wconf.size_us + p->wconf.size_us;
+    if (wend <= p->src->floor_us) {
+      p->stats.late++;
+      cs_log_limited(&p->lim_late, CS_LOG_INFO, p->label, "%s: late trade %.*s #%lld at %.*s dropped (durable)",
+                     at(p), (int)t->product_len, t->product_id, (long long)t->trade_id, (int)t->time_len,
+                     t->time_str);
+      return;
+    }
+  }
   if (p->has_hooks) {
     /* Hooks see only trades that will count: late and duplicate trades
      * are dropped (and counted) before any user code runs. */
@@ -421,8 +549,8 @@ static void process_trade(cs_pipeline *p, cs_trade *t) {
       if (keep != 1) {
         if (keep < 0) {
           p->stats.hook_errors++;
-          cs_log_limited(&p->lim_hook, CS_LOG_WARN, p->label, "line %llu: hook failed; trade %.*s #%lld dropped",
-                         (unsigned long long)p->lineno, (int)t->product_len, t->product_id, (long long)t->trade_id);
+          cs_log_limited(&p->lim_hook, CS_LOG_WARN, p->label, "%s: hook failed; trade %.*s #%lld dropped",
+                         at(p), (int)t->product_len, t->product_id, (long long)t->trade_id);
         } else {
           p->stats.filtered++;
         }
@@ -434,10 +562,23 @@ static void process_trade(cs_pipeline *p, cs_trade *t) {
     /* No window: every valid trade goes to the sinks, as it came. */
     p->stats.trades++;
     if (recs_add_trades(&p->batch, &t, 1) != 0) fail(p, "out of memory keeping %s", "trades");
+    if (ext) p->src->result.seq = p->stats.trades;
     return;
   }
   cs_window_verdict verdict = cs_window_add(p->window, t);
-  if (t->recv_us && verdict >= 0) cs_hist_add(&p->stats.frame_to_window, cs_time_wall_us() - t->recv_us);
+  if (t->recv_us && verdict >= 0) {
+    int64_t now = cs_time_wall_us();
+    cs_hist_add(&p->stats.frame_to_window, now - t->recv_us);
+    if (verdict == CS_WIN_ACCEPTED || verdict == CS_WIN_UPDATED)
+      cs_hist_add(&p->stats.exchange_to_window, now - t->time_us);
+  }
+  if (ext && verdict == CS_WIN_ACCEPTED) {
+    cs_line_result *res = &p->src->result;
+    if (t->time_us - p->wconf.lateness_us > res->wm_us) res->wm_us = t->time_us - p->wconf.lateness_us;
+    if (wend > res->end_us) res->end_us = wend;
+  } else if (ext && verdict == CS_WIN_UPDATED) {
+    p->src->result.seq = p->stats.windows; /* re-emitted at once */
+  }
   switch (verdict) {
     case CS_WIN_ACCEPTED: p->stats.trades++; break;
     case CS_WIN_UPDATED:
@@ -446,14 +587,14 @@ static void process_trade(cs_pipeline *p, cs_trade *t) {
       break;
     case CS_WIN_LATE:
       p->stats.late++;
-      cs_log_limited(&p->lim_late, CS_LOG_INFO, p->label, "line %llu: late trade %.*s #%lld at %.*s dropped",
-                     (unsigned long long)p->lineno, (int)t->product_len, t->product_id, (long long)t->trade_id,
+      cs_log_limited(&p->lim_late, CS_LOG_INFO, p->label, "%s: late trade %.*s #%lld at %.*s dropped",
+                     at(p), (int)t->product_len, t->product_id, (long long)t->trade_id,
                      (int)t->time_len, t->time_str);
       break;
     case CS_WIN_DUPLICATE:
       p->stats.duplicates++;
-      cs_log_limited(&p->lim_dup, CS_LOG_INFO, p->label, "line %llu: duplicate trade %.*s #%lld dropped",
-                     (unsigned long long)p->lineno, (int)t->product_len, t->product_id, (long long)t->trade_id);
+      cs_log_limited(&p->lim_dup, CS_LOG_INFO, p->label, "%s: duplicate trade %.*s #%lld dropped",
+                     at(p), (int)t->product_len, t->product_id, (long long)t->trade_id);
       break;
     case CS_WIN_NOMEM: fail(p, "out of memory in the %s", "window engine"); break;
   }
@@ -491,7 +632,11 @@ static void feed_clock(cs_pipeline *p, int64_t t) {
 static void on_clock(uv_timer_t *t) {
   cs_pipeline *p = t->data;
   if (p->st != ST_RUNNING || !p->has_feed) return;
-  int64_t now = p->feed_us + (cs_time_wall_us() - p->feed_wall_us);
+  cs_pipeline_tick(p, p->feed_us + (cs_time_wall_us() - p->feed_wall_us));
+}
+
+void cs_pipeline_tick(cs_pipeline *p, int64_t now) {
+  if (p->st != ST_RUNNING) return;
   if (p->window) cs_window_advance(p->window, now - p->wconf.lateness_us - CS_PIPELINE_GRACE_US);
   if (p->window)
     expire_gaps(p);
@@ -505,9 +650,10 @@ static void on_line(void *ud, const char *line, size_t len, int padded, uint64_t
   if (p->st != ST_RUNNING) return;
   p->stats.lines++;
   p->lineno = lineno;
+  if (p->src->external_clock) p->src->result = (cs_line_result){INT64_MIN, INT64_MIN, 0};
   if (reject) {
     p->stats.invalid++;
-    cs_log_limited(&p->lim_invalid, CS_LOG_WARN, p->label, "line %llu: invalid: %s", (unsigned long long)lineno, reject);
+    cs_log_limited(&p->lim_invalid, CS_LOG_WARN, p->label, "%s: invalid: %s", at(p), reject);
     return;
   }
   if (len == 0) return; /* an empty line carries nothing */
@@ -519,7 +665,7 @@ static void on_line(void *ud, const char *line, size_t len, int padded, uint64_t
     /* A batch whose trades were all bad counts each of them. */
     uint32_t bad = cs_parse_info(p->parser)->invalid_trades;
     p->stats.invalid += bad ? bad : 1;
-    cs_log_limited(&p->lim_invalid, CS_LOG_WARN, p->label, "line %llu: invalid: %s", (unsigned long long)lineno, why);
+    cs_log_limited(&p->lim_invalid, CS_LOG_WARN, p->label, "%s: invalid: %s", at(p), why);
     return;
   }
   const cs_msg_info *info = cs_parse_info(p->parser);
@@ -535,14 +681,18 @@ static void on_line(void *ud, const char *line, size_t len, int padded, uint64_t
     p->src->vt->on_message(p->src, info);
   if (r == CS_PARSE_OTHER) {
     p->stats.ignored++;
+    if (p->src->external_clock && info->has_time) { /* a clock (heartbeat) message, as on a live feed */
+      int64_t wm = info->time_us - p->wconf.lateness_us - CS_PIPELINE_GRACE_US;
+      if (wm > p->src->result.wm_us) p->src->result.wm_us = wm;
+    }
     if (p->window) expire_gaps(p);
     deliver(p);
     return;
   }
   if (info->invalid_trades) {
     p->stats.invalid += info->invalid_trades;
-    cs_log_limited(&p->lim_invalid, CS_LOG_WARN, p->label, "line %llu: %u invalid trades in the batch: %s",
-                   (unsigned long long)lineno, info->invalid_trades, info->invalid_reason);
+    cs_log_limited(&p->lim_invalid, CS_LOG_WARN, p->label, "%s: %u invalid trades in the batch: %s",
+                   at(p), info->invalid_trades, info->invalid_reason);
   }
   for (size_t i = 0; i < n && p->st == ST_RUNNING; i++) {
     cs_trade t = trades[i];
@@ -552,18 +702,105 @@ static void on_line(void *ud, const char *line, size_t len, int padded, uint64_t
       p->stats.invalid++;
       p->stats.skewed++;
       cs_log_limited(&p->lim_skew, CS_LOG_WARN, p->label,
-                     "line %llu: invalid: trade %.*s #%lld at %.*s is %.1f s ahead of the wall clock",
-                     (unsigned long long)lineno, (int)t.product_len, t.product_id, (long long)t.trade_id,
+                     "%s: invalid: trade %.*s #%lld at %.*s is %.1f s ahead of the wall clock",
+                     at(p), (int)t.product_len, t.product_id, (long long)t.trade_id,
                      (int)t.time_len, t.time_str, (double)(t.time_us - wall) / 1e6);
       continue;
     }
     feed_clock(p, t.time_us);
-    if (cs_gaps_trade(p->gaps, t.product_id, t.product_len, t.trade_id, gap_deadline(p, t.time_us)) != 0)
+    int64_t deadline = gap_deadline(p, t.time_us);
+    if (cs_gaps_trade_at(p->gaps, t.product_id, t.product_len, t.trade_id, t.time_us, deadline) != 0)
       fail(p, "out of memory in the %s", "gap tracker");
     process_trade(p, &t);
   }
   expire_gaps(p);
   deliver(p);
+}
+
+/* ---- sources with their own event clock (cs_source.external_clock) */
+
+/* Records handed to the sinks so far, in order: rows, or trades. */
+static uint64_t records_out(const cs_pipeline *p) { return p->window ? p->stats.windows : p->stats.trades; }
+
+/* The watermark reached wm once the records handed out so far are
+ * acknowledged by every sink. */
+static void mark_durable(cs_pipeline *p, int64_t wm) {
+  uint64_t seq = records_out(p);
+  if (p->dmark_n) {
+    struct dmark *last = &p->dmarks[(p->dmark_head + p->dmark_n - 1) % p->dmark_cap];
+    if (last->seq == seq) {
+      if (wm > last->wm) last->wm = wm;
+      return;
+    }
+  }
+  if (p->dmark_n == p->dmark_cap) {
+    size_t nc = p->dmark_cap ? p->dmark_cap * 2 : 64;
+    struct dmark *nm = malloc(nc * sizeof *nm);
+    if (!nm) {
+      fail(p, "out of memory tracking %s", "durable windows");
+      return;
+    }
+    for (size_t k = 0; k < p->dmark_n; k++) nm[k] = p->dmarks[(p->dmark_head + k) % p->dmark_cap];
+    free(p->dmarks);
+    p->dmarks = nm;
+    p->dmark_cap = nc;
+    p->dmark_head = 0;
+  }
+  p->dmarks[(p->dmark_head + p->dmark_n++) % p->dmark_cap] = (struct dmark){wm, seq};
+}
+
+static void src_advance(void *ud, int64_t wm) {
+  cs_pipeline *p = ud;
+  if (p->st != ST_RUNNING) return;
+  if (p->window) {
+    cs_window_advance(p->window, wm);
+    expire_gaps(p);
+  }
+  deliver(p);
+  mark_durable(p, wm);
+}
+
+static void src_durable(void *ud, int64_t *wm, uint64_t *acked) {
+  cs_pipeline *p = ud;
+  uint64_t all = records_out(p);
+  for (size_t i = 0; i < p->nsinks; i++)
+    if (p->sinks[i].acked < all) all = p->sinks[i].acked;
+  while (p->dmark_n && p->dmarks[p->dmark_head].seq <= all) {
+    p->durable_wm = p->dmarks[p->dmark_head].wm;
+    p->dmark_head = (p->dmark_head + 1) % p->dmark_cap;
+    p->dmark_n--;
+  }
+  *wm = p->durable_wm;
+  *acked = all;
+}
+
+/* A fresh window engine whose watermark only the source moves. */
+static int external_window(cs_pipeline *p, cs_err *err) {
+  cs_window_destroy(p->window);
+  p->wconf.external_wm = 1;
+  p->window = cs_window_create(&p->wconf, on_row, p, err);
+  return p->window ? 0 : -1;
+}
+
+static void src_reset(void *ud) {
+  cs_pipeline *p = ud;
+  if (p->st != ST_RUNNING || !p->window) return;
+  size_t open = cs_window_open_count(p->window);
+  cs_err err;
+  if (external_window(p, &err) != 0) {
+    fail(p, "%s", err.msg);
+    return;
+  }
+  cs_gaps *g = cs_gaps_create();
+  if (!g) {
+    fail(p, "out of memory in the %s", "gap tracker");
+    return;
+  }
+  cs_gaps_destroy(p->gaps);
+  p->gaps = g;
+  p->dmark_n = 0;
+  p->durable_wm = INT64_MIN;
+  if (open) cs_info(p->label, "%zu open windows dropped (partitions revoked); their trades will be read again", open);
 }
 
 int cs_pipeline_set_window(cs_pipeline *p, const cs_window_conf *conf, cs_err *err) {
@@ -580,6 +817,7 @@ int cs_pipeline_start(cs_pipeline *p, uv_loop_t *loop, cs_pipeline_done_fn on_do
     if (!p->window && !p->sinks[i].sink->vt->write_trades)
       return cs_err_set(err, "%s: %s takes window rows only, and this pipeline has no window", p->label,
                         p->sinks[i].sink->label);
+  if (p->src->external_clock && p->window && external_window(p, err) != 0) return -1;
   p->on_done = on_done;
   p->done_ud = ud;
   p->stats.start_us = cs_time_mono_us();
@@ -589,6 +827,8 @@ int cs_pipeline_start(cs_pipeline *p, uv_loop_t *loop, cs_pipeline_done_fn on_do
     s->sink->ud = p;
     s->sink->on_ack = on_sink_ack;
     s->sink->on_fail = on_sink_fail;
+    s->sink->on_ready = on_sink_ready;
+    s->sink->feed_clock = sink_feed_clock;
     s->sink->trades = p->window == NULL;
     uv_timer_init(loop, &s->timer);
     s->timer.data = s;
@@ -599,6 +839,13 @@ int cs_pipeline_start(cs_pipeline *p, uv_loop_t *loop, cs_pipeline_done_fn on_do
       p->st = ST_DONE;
       return -1;
     }
+  }
+  if (p->src->external_clock) {
+    p->durable_wm = p->max_end = INT64_MIN;
+    p->src->floor_us = INT64_MIN;
+    p->src->advance = src_advance;
+    p->src->reset = src_reset;
+    p->src->durable = src_durable;
   }
   p->src->ud = p;
   p->src->on_line = on_line;
@@ -669,4 +916,193 @@ void cs_pipeline_print_summary(const cs_pipeline *p, FILE *out) {
           (unsigned long long)s->hook_errors, (unsigned long long)s->rows_acked,
           (unsigned long long)s->sink_retries, el, el > 0 ? (double)s->trades / el : 0.0, lat,
           p->failure ? " status=failed" : (p->interrupted ? " status=interrupted" : " status=ok"));
+}
+
+/* ------------------------------------------------ operations (metrics) */
+
+void cs_pipeline_set_ack_timeout(cs_pipeline *p, int64_t ack_timeout_us) { p->ack_timeout_us = ack_timeout_us; }
+
+/* "jsonl", or "jsonl#2" when the pipeline has several sinks. */
+static void sink_name(const cs_pipeline *p, const sink_slot *s, char *buf, size_t size) {
+  const char *hash = strrchr(s->sink->label, '#');
+  snprintf(buf, size, "%s%s", s->sink->vt->name, p->nsinks > 1 && hash ? hash : "");
+}
+
+/* A sink is acknowledging unless records wait for a retry, its final
+ * flush is being retried, or (asynchronous) records have waited for an
+ * acknowledgement longer than ack_timeout. Returns 1 when it is. */
+static int sink_ok(const cs_pipeline *p, const sink_slot *s, char *why, size_t size) {
+  if (s->pending.n || s->flushing == 1) {
+    snprintf(why, size, "retrying (%zu records waiting): %s", s->pending.n,
+             s->last_error[0] ? s->last_error : "the sink asked to retry");
+    return 0;
+  }
+  uint64_t unacked = s->taken - s->acked;
+  if (unacked && p->ack_timeout_us > 0) {
+    int64_t waited = cs_time_mono_us() - s->unacked_since_us;
+    if (waited > p->ack_timeout_us) {
+      snprintf(why, size, "%llu records not acknowledged for %.0f s", (unsigned long long)unacked,
+               (double)waited / 1e6);
+      return 0;
+    }
+  }
+  snprintf(why, size, "acknowledging");
+  return 1;
+}
+
+void cs_pipeline_get_status(const cs_pipeline *p, cs_pipeline_status *st) {
+  memset(st, 0, sizeof *st);
+  st->running = p->st == ST_RUNNING;
+  if (p->src) {
+    st->live = p->src->live;
+    st->connected = p->src->connected;
+    st->reconnects = p->src->reconnects;
+    if (p->src->vt->progress && p->st != ST_NEW)
+      st->has_progress = p->src->vt->progress(p->src, &st->done_bytes, &st->total_bytes) == 0;
+  }
+  if (p->window) {
+    st->has_watermark = cs_window_watermark(p->window, &st->watermark_us);
+    st->open_windows = cs_window_open_count(p->window);
+  }
+  st->last_trade_us = INT64_MIN;
+  for (size_t i = 0; i < cs_gaps_product_count(p->gaps); i++) {
+    cs_gaps_product pr;
+    cs_gaps_product_info(p->gaps, i, &pr);
+    if (pr.last_time_us > st->last_trade_us) st->last_trade_us = pr.last_time_us;
+  }
+  for (size_t i = 0; i < p->nsinks; i++) st->queued += p->sinks[i].pending.n;
+}
+
+void cs_pipeline_collect(void *ud, cs_metrics_page *pg) {
+  const cs_pipeline *p = ud;
+  const cs_pipeline_stats *s = &p->stats;
+  char lb[512], lb2[512];
+  cs_metrics_labels(lb, sizeof lb, "pipeline", p->name, NULL);
+#define C(name, help, v) cs_metrics_counter(pg, "cstream_" name, help, lb, (double)(v))
+#define G(name, help, v) cs_metrics_gauge(pg, "cstream_" name, help, lb, (double)(v))
+  C("messages_total", "Messages (input lines, feed frames) received", s->lines);
+  C("ignored_messages_total", "Well-formed messages that are not trades (subscriptions, heartbeats, tickers, ...)",
+    s->ignored);
+  C("invalid_total", "Invalid messages and trades (bad JSON, bad fields, too long, ahead of the wall clock)",
+    s->invalid);
+  C("skewed_trades_total", "Trades stamped further ahead of the wall clock than max_skew (also counted invalid)",
+    s->skewed);
+  C("trades_total", "Trades accepted into a window (or handed to the sinks, without a window)", s->trades);
+  C("late_trades_total", "Trades dropped because their window had closed", s->late);
+  C("duplicate_trades_total", "Trades dropped because their (product, trade id) was already seen", s->duplicates);
+  C("late_updates_total", "Late trades taken into an emitted window, which was emitted again (on_late = update)",
+    s->late_updates);
+  C("filtered_trades_total", "Trades a Lua filter or map dropped", s->filtered);
+  C("hook_errors_total", "Lua hooks that raised an error", s->hook_errors);
+  C("windows_emitted_total", "Window rows emitted", s->windows);
+  G("pipeline_running", "1 while the pipeline takes input, 0 once it has ended (or failed)", p->st == ST_RUNNING);
+  G("pipeline_failed", "1 when the pipeline stopped on a failure", p->failure != NULL);
+  G("pipeline_start_time_seconds", "When the pipeline started, seconds since the Unix epoch",
+    p->stats.start_us ? (double)(cs_time_wall_us() - (cs_time_mono_us() - p->stats.start_us)) / 1e6 : 0);
+  G("missing_trades_pending", "Trade ids missing but not yet declared a gap (their window is still open)",
+    cs_gaps_pending(p->gaps));
+  int64_t now = cs_time_wall_us();
+  if (p->window) {
+    G("open_windows", "Windows open (holding trades, not yet emitted)", cs_window_open_count(p->window));
+    int64_t wm;
+    if (cs_window_watermark(p->window, &wm)) {
+      G("watermark_timestamp_seconds", "The watermark (event time up to which windows are complete)",
+        (double)wm / 1e6);
+      G("watermark_lag_seconds", "Wall clock minus the watermark (large on replays of old captures)",
+        (double)(now - wm) / 1e6);
+    }
+  }
+  if (p->window && p->src && p->src->live) {
+    cs_metrics_histogram(pg, "cstream_frame_to_window_seconds",
+                         "Live sources: from a frame's arrival to its trade being in its window", lb,
+                         &s->frame_to_window);
+    cs_metrics_histogram(pg, "cstream_exchange_to_window_seconds",
+                         "Live sources: from a trade's exchange time to the trade being in its window", lb,
+                         &s->exchange_to_window);
+  }
+  for (size_t i = 0; i < cs_gaps_product_count(p->gaps); i++) {
+    cs_gaps_product pr;
+    cs_gaps_product_info(p->gaps, i, &pr);
+    cs_metrics_labels(lb2, sizeof lb2, "pipeline", p->name, "product", pr.name, NULL);
+    cs_metrics_counter(pg, "cstream_product_trades_total", "Valid trades received per product (before late and duplicate checks)",
+                       lb2, (double)pr.trades);
+    cs_metrics_counter(pg, "cstream_gaps_total", "Trade-id gaps declared per product", lb2, (double)pr.gaps);
+    cs_metrics_counter(pg, "cstream_missing_trades_total", "Trade ids missing in declared gaps, per product", lb2,
+                       (double)pr.missing);
+    if (pr.last_time_us != INT64_MIN) {
+      cs_metrics_gauge(pg, "cstream_last_trade_timestamp_seconds", "Exchange time of the product's newest trade", lb2,
+                       (double)pr.last_time_us / 1e6);
+      cs_metrics_gauge(pg, "cstream_last_trade_age_seconds",
+                       "Wall clock minus the exchange time of the product's newest trade (staleness)", lb2,
+                       (double)(now - pr.last_time_us) / 1e6);
+    }
+  }
+  if (p->src) {
+    cs_metrics_labels(lb2, sizeof lb2, "pipeline", p->name, "source", p->src->vt->name, NULL);
+    uint64_t done, total;
+    if (p->src->vt->progress && p->st != ST_NEW && p->src->vt->progress(p->src, &done, &total) == 0) {
+      cs_metrics_gauge(pg, "cstream_source_read_bytes", "Finite sources: bytes of the input read so far", lb2,
+                       (double)done);
+      if (total)
+        cs_metrics_gauge(pg, "cstream_source_size_bytes", "Finite sources: size of the input in bytes", lb2,
+                         (double)total);
+    }
+    if (p->src->live) {
+      cs_metrics_gauge(pg, "cstream_source_connected", "Live sources: 1 while connected and subscribed", lb2,
+                       p->src->connected);
+      cs_metrics_counter(pg, "cstream_source_reconnects_total",
+                         "Live sources: connections lost or attempts failed, each followed by a reconnection", lb2,
+                         (double)p->src->reconnects);
+    }
+    cs_metrics_gauge(pg, "cstream_source_paused", "1 while the source is held back (a sink asked to retry)", lb2,
+                     p->src_paused);
+    if (p->src->vt->metrics) p->src->vt->metrics(p->src, pg, lb2);
+  }
+  for (size_t i = 0; i < p->nsinks; i++) {
+    const sink_slot *sl = &p->sinks[i];
+    char name[96], why[256];
+    sink_name(p, sl, name, sizeof name);
+    cs_metrics_labels(lb2, sizeof lb2, "pipeline", p->name, "sink", name, NULL);
+    cs_metrics_counter(pg, "cstream_sink_records_total", "Records the sink took (write answered OK)", lb2,
+                       (double)sl->taken);
+    cs_metrics_counter(pg, "cstream_sink_acked_records_total", "Records the sink acknowledged (durable)", lb2,
+                       (double)sl->acked);
+    cs_metrics_counter(pg, "cstream_sink_retries_total", "Writes or flushes the sink asked to retry", lb2,
+                       (double)sl->retries);
+    cs_metrics_gauge(pg, "cstream_sink_queued_records", "Records waiting in the pipeline for the sink to take them",
+                     lb2, (double)sl->pending.n);
+    cs_metrics_gauge(pg, "cstream_sink_unacked_records", "Records taken by the sink and not yet acknowledged", lb2,
+                     (double)(sl->taken - sl->acked));
+    cs_metrics_gauge(pg, "cstream_sink_acknowledging", "1 unless the sink is retrying or its acknowledgements are late",
+                     lb2, sink_ok(p, sl, why, sizeof why));
+    if (p->window && p->src && p->src->live)
+      cs_metrics_histogram(pg, "cstream_window_to_ack_seconds",
+                           "Live sources: from a window's end to its row being acknowledged by the sink", lb2,
+                           &sl->window_to_ack);
+    if (sl->sink->vt->metrics) sl->sink->vt->metrics(sl->sink, pg, lb2);
+  }
+#undef C
+#undef G
+}
+
+void cs_pipeline_health(void *ud, cs_metrics_health *hh) {
+  const cs_pipeline *p = ud;
+  if (p->failure) cs_metrics_check(hh, p->name, "pipeline", 0, "failed: %s", p->failure);
+  if (p->src) {
+    const char *comp = p->src->label;
+    if (!p->src->live)
+      cs_metrics_check(hh, p->name, comp, 1, "%s", p->st == ST_RUNNING ? "reading" : "ended");
+    else if (p->st != ST_RUNNING)
+      cs_metrics_check(hh, p->name, comp, 1, "stopped");
+    else if (p->src->connected)
+      cs_metrics_check(hh, p->name, comp, 1, "connected");
+    else
+      cs_metrics_check(hh, p->name, comp, 0, "not connected (%llu reconnects so far)",
+                       (unsigned long long)p->src->reconnects);
+  }
+  for (size_t i = 0; i < p->nsinks; i++) {
+    char why[256];
+    int ok = sink_ok(p, &p->sinks[i], why, sizeof why);
+    cs_metrics_check(hh, p->name, p->sinks[i].sink->label, ok, "%s", why);
+  }
 }

@@ -50,6 +50,7 @@ typedef struct cs_pipeline_stats {
   uint64_t gaps, missing_trades; /* trade-id gaps declared, ids they miss (cs_gaps.h) */
   uint64_t skewed;               /* trades ahead of the wall clock (counted invalid too) */
   cs_hist frame_to_window;       /* live sources: frame received -> trade in its window, µs */
+  cs_hist exchange_to_window;    /* live sources: trade's exchange time -> in its window, µs */
   uint64_t rows_acked; /* records (rows or trades) the sinks acknowledged */
   uint64_t sink_retries;
   uint64_t open_windows; /* windows left open (not emitted) when interrupted */
@@ -90,6 +91,39 @@ void cs_pipeline_interrupt(cs_pipeline *p);
 const cs_pipeline_stats *cs_pipeline_get_stats(const cs_pipeline *p);
 /* Non-NULL when the pipeline failed: the reason. */
 const char *cs_pipeline_failure(const cs_pipeline *p);
+/* Moves the pipeline's event clock as a live source's clock does: as if
+ * the feed's clock read feed_now_us now, the watermark goes to it minus
+ * lateness minus CS_PIPELINE_GRACE_US, and what that closes is emitted and
+ * delivered; gaps expire. The live timer calls it every 250 ms; `cstream
+ * test` calls it for its virtual clock. */
+void cs_pipeline_tick(cs_pipeline *p, int64_t feed_now_us);
+
+/* Operations (cs_metrics.h, cs_status.h). An asynchronous sink holding
+ * unacknowledged records with no acknowledgement for ack_timeout_us is
+ * reported unhealthy (default CS_METRICS_DEFAULT_ACK_TIMEOUT_US). */
+void cs_pipeline_set_ack_timeout(cs_pipeline *p, int64_t ack_timeout_us);
+/* A cs_metrics collector and health function; ud is the pipeline. */
+struct cs_metrics_page;
+struct cs_metrics_health;
+void cs_pipeline_collect(void *p, struct cs_metrics_page *pg);
+void cs_pipeline_health(void *p, struct cs_metrics_health *hh);
+
+/* A snapshot for the progress and status lines. */
+typedef struct cs_pipeline_status {
+  int running;        /* intake goes on (not draining, not done) */
+  int live;           /* the source is live */
+  int connected;      /* live: connected and subscribed */
+  uint64_t reconnects;
+  int has_progress;   /* a finite source told how far it has read */
+  uint64_t done_bytes, total_bytes;
+  int has_watermark;
+  int64_t watermark_us;
+  int64_t last_trade_us; /* newest trade time of any product; INT64_MIN when none */
+  size_t open_windows;
+  size_t queued;      /* records waiting in the pipeline for a sink's retry */
+} cs_pipeline_status;
+void cs_pipeline_get_status(const cs_pipeline *p, cs_pipeline_status *st);
+
 /* The end-of-run summary, one line:
  * "summary pipeline=NAME lines=N trades=N windows=N ..." */
 void cs_pipeline_print_summary(const cs_pipeline *p, FILE *out);

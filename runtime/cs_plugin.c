@@ -6,11 +6,14 @@
 
 extern const cs_source_vt cs_source_replay;
 extern const cs_source_vt cs_source_coinbase;
+extern const cs_source_vt cs_source_kafka;
 extern const cs_sink_vt cs_sink_jsonl;
 extern const cs_sink_vt cs_sink_discard;
+extern const cs_sink_vt cs_sink_clickhouse;
+extern const cs_sink_vt cs_sink_kafka;
 
-const cs_source_vt *const cs_plugin_sources[] = {&cs_source_replay, &cs_source_coinbase, NULL};
-const cs_sink_vt *const cs_plugin_sinks[] = {&cs_sink_jsonl, &cs_sink_discard, NULL};
+const cs_source_vt *const cs_plugin_sources[] = {&cs_source_replay, &cs_source_coinbase, &cs_source_kafka, NULL};
+const cs_sink_vt *const cs_plugin_sinks[] = {&cs_sink_jsonl, &cs_sink_discard, &cs_sink_clickhouse, &cs_sink_kafka, NULL};
 
 const cs_optdef cs_plugin_tumbling_options[] = {
     {"size", CS_OPT_SECONDS, NULL, 0, NULL, "window length, a whole number of seconds (\"30s\", \"1m\")"},

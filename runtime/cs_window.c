@@ -352,7 +352,7 @@ cs_window_verdict cs_window_add(cs_window *w, const cs_trade *t) {
     emit_window(w, x);
     return CS_WIN_UPDATED;
   }
-  if (!w->has_max || t->time_us > w->max_t) {
+  if (!w->conf.external_wm && (!w->has_max || t->time_us > w->max_t)) {
     w->has_max = 1;
     w->max_t = t->time_us;
     int64_t wm = t->time_us - w->conf.lateness_us;

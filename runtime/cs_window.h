@@ -49,6 +49,9 @@ typedef struct cs_window_conf {
    * again with them. 0 = late trades are dropped. */
   int64_t update_for_us;
   const cs_window_ext *ext; /* NULL, or kept by the caller for the window's life */
+  /* 1: trades do not move the watermark, only cs_window_advance does (a
+   * source with its own event clock, cs_source.external_clock). */
+  int external_wm;
 } cs_window_conf;
 
 typedef enum {

@@ -17,6 +17,7 @@
 
 #include "cs_buf.h"
 #include "cs_log.h"
+#include "cs_metrics.h"
 #include "cs_plugin.h"
 #include "cs_row.h"
 
@@ -24,6 +25,7 @@ typedef struct jsonl {
   char *path;
   int fd, own_fd, regular, do_fsync, truncate;
   cs_buf buf;
+  uint64_t batches, bytes, failed_writes; /* for metrics */
 } jsonl;
 
 static int jsonl_init(cs_sink *sink, const cs_opts *opts, cs_err *err) {
@@ -93,6 +95,7 @@ static cs_sink_status write_buf(jsonl *j, size_t n, cs_err *err) {
     if (w < 0 && errno == EINTR) continue;
     if (w < 0) {
       int e = errno;
+      j->failed_writes++;
       if (done > 0 && before >= 0 && ftruncate(j->fd, before) != 0) {
         cs_err_set(err, "write to '%s' failed after %zu bytes (%s) and the partial line could not be removed: %s",
                    j->path, done, strerror(e), strerror(errno));
@@ -108,6 +111,8 @@ static cs_sink_status write_buf(jsonl *j, size_t n, cs_err *err) {
     }
     done += (size_t)w;
   }
+  j->batches++;
+  j->bytes += done;
   if (j->do_fsync && j->regular && fsync(j->fd) != 0) {
     cs_err_set(err, "fsync of '%s' failed: %s", j->path, strerror(errno));
     return CS_SINK_RETRY;
@@ -139,6 +144,15 @@ static void jsonl_destroy(cs_sink *sink) {
   free(j);
 }
 
+static void jsonl_metrics(const cs_sink *sink, cs_metrics_page *pg, const char *labels) {
+  const jsonl *j = sink->ctx;
+  cs_metrics_counter(pg, "cstream_sink_batches_total", "Batches the sink wrote or sent", labels,
+                     (double)j->batches);
+  cs_metrics_counter(pg, "cstream_sink_written_bytes_total", "Bytes the sink wrote", labels, (double)j->bytes);
+  cs_metrics_counter(pg, "cstream_sink_failed_writes_total", "Writes that failed (retried or fatal)", labels,
+                     (double)j->failed_writes);
+}
+
 static const cs_optdef jsonl_options[] = {
     {"path", CS_OPT_STRING, NULL, 0, NULL, "output file, appended to; \"-\" is stdout"},
     {"fsync", CS_OPT_BOOLEAN, "false", 0, NULL, "fsync after every batch: a row is acknowledged once on disk"},
@@ -156,4 +170,5 @@ const cs_sink_vt cs_sink_jsonl = {
     .flush = jsonl_flush,
     .stop = jsonl_stop,
     .destroy = jsonl_destroy,
+    .metrics = jsonl_metrics,
 };

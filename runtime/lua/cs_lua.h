@@ -14,6 +14,7 @@
 #include <stdio.h>
 
 #include "cs_err.h"
+#include "cs_metrics.h"
 #include "cs_pipeline.h"
 
 typedef struct cs_lua cs_lua;
@@ -31,6 +32,13 @@ int cs_lua_run_script(cs_lua *L, const char *path, int argc, char **argv, cs_err
 size_t cs_lua_pipeline_count(cs_lua *L);
 /* Builds pipeline i (source, window, sinks, hooks); the caller owns it. */
 cs_pipeline *cs_lua_build_pipeline(cs_lua *L, size_t i, cs_err *err);
+/* The script's cs.metrics{...}: fills *conf (conf->enabled = 0 when the
+ * script declares none). -1 with err (file:line) on a bad port or host. */
+int cs_lua_metrics_conf(cs_lua *L, cs_metrics_conf *conf, cs_err *err);
+/* `cstream test SPEC [ARGS...]`: runs the cases a test spec declares with
+ * cstream.test (docs/operations.md). Returns the exit status: 0 every case
+ * passed, 1 a case failed, 3 the spec itself has an error. */
+int cs_lua_run_tests(cs_lua *L, const char *spec, int argc, char **argv);
 /* Writes the declared topology with all options (for `cstream check`). */
 int cs_lua_describe(cs_lua *L, FILE *out, cs_err *err);
 

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "cs_lua_internal.h"
+#include "cs_metrics.h"
 #include "cs_plugin.h"
 #include "cs_record.h"
 
@@ -113,18 +114,16 @@ static int build_window(lua_State *L, cs_window_conf *conf, cs_err *err) {
   return 0;
 }
 
-cs_pipeline *cs_lua_build_pipeline(cs_lua *h, size_t i, cs_err *err) {
+/* Builds the pipeline declared by the spec table at index `spec`. For a
+ * test (cstream.test) the source and sinks are not built: the caller
+ * attaches its own. The hooks go to *hooks_out (the caller owns them). */
+cs_pipeline *cs_lua_build_spec(cs_lua *h, int spec, int for_test, cs_lua_hooks **hooks_out, cs_err *err) {
   lua_State *L = h->L;
   int top = lua_gettop(L);
   cs_pipeline *p = NULL;
   cs_lua_hooks *hk = NULL;
+  *hooks_out = NULL;
 
-  lua_getglobal(L, "package");
-  lua_getfield(L, -1, "loaded");
-  lua_getfield(L, -1, "cstream");
-  lua_getfield(L, -1, "_pipelines");
-  lua_rawgeti(L, -1, (int)i + 1);
-  int spec = lua_gettop(L);
   lua_getfield(L, spec, "name");
   const char *name = lua_tostring(L, -1);
   lua_getfield(L, spec, "where");
@@ -132,13 +131,15 @@ cs_pipeline *cs_lua_build_pipeline(cs_lua *h, size_t i, cs_err *err) {
   char at[300];
   snprintf(at, sizeof at, "%s: pipeline '%s'", where ? where : "?", name ? name : "?");
 
-  if (!(p = cs_pipeline_create(name, err))) goto error;
+  if (!(p = cs_pipeline_create(name ? name : "?", err))) goto error;
 
-  lua_getfield(L, spec, "source");
-  cs_source *src = build_source(L, name, err);
-  lua_pop(L, 1);
-  if (!src) goto error;
-  cs_pipeline_set_source(p, src);
+  if (!for_test) {
+    lua_getfield(L, spec, "source");
+    cs_source *src = build_source(L, name, err);
+    lua_pop(L, 1);
+    if (!src) goto error;
+    cs_pipeline_set_source(p, src);
+  }
 
   cs_window_conf conf;
   lua_getfield(L, spec, "window");
@@ -159,7 +160,7 @@ cs_pipeline *cs_lua_build_pipeline(cs_lua *h, size_t i, cs_err *err) {
   cs_lua_hooks_set_counter(hk, &((cs_pipeline_stats *)cs_pipeline_get_stats(p))->hook_errors);
 
   lua_getfield(L, spec, "sinks");
-  size_t nsinks = lua_objlen(L, -1);
+  size_t nsinks = for_test ? 0 : lua_objlen(L, -1);
   for (size_t k = 1; k <= nsinks; k++) {
     lua_rawgeti(L, -1, (int)k);
     char instance[128];
@@ -180,15 +181,8 @@ cs_pipeline *cs_lua_build_pipeline(cs_lua *h, size_t i, cs_err *err) {
     }
   }
   lua_pop(L, 1);
-
-  cs_lua_hooks **nh = realloc(h->hooks, (h->nhooks + 1) * sizeof *nh);
-  if (!nh) {
-    cs_err_set(err, "out of memory");
-    goto error;
-  }
-  h->hooks = nh;
-  h->hooks[h->nhooks++] = hk;
   lua_settop(L, top);
+  *hooks_out = hk;
   return p;
 
 error:
@@ -197,4 +191,65 @@ error:
   cs_pipeline_destroy(p);
   cs_lua_hooks_destroy(hk);
   return NULL;
+}
+
+/* Pushes require("cstream")[field]. */
+static void push_cstream_field(lua_State *L, const char *field) {
+  lua_getglobal(L, "package");
+  lua_getfield(L, -1, "loaded");
+  lua_getfield(L, -1, "cstream");
+  lua_remove(L, -2);
+  lua_remove(L, -2);
+  if (lua_istable(L, -1))
+    lua_getfield(L, -1, field);
+  else
+    lua_pushnil(L);
+  lua_remove(L, -2);
+}
+
+cs_pipeline *cs_lua_build_pipeline(cs_lua *h, size_t i, cs_err *err) {
+  lua_State *L = h->L;
+  int top = lua_gettop(L);
+  push_cstream_field(L, "_pipelines");
+  lua_rawgeti(L, -1, (int)i + 1);
+  cs_lua_hooks *hk;
+  cs_pipeline *p = cs_lua_build_spec(h, lua_gettop(L), 0, &hk, err);
+  lua_settop(L, top);
+  if (!p) return NULL;
+  cs_lua_hooks **nh = realloc(h->hooks, (h->nhooks + 1) * sizeof *nh);
+  if (!nh) {
+    cs_err_set(err, "out of memory");
+    cs_pipeline_destroy(p);
+    cs_lua_hooks_destroy(hk);
+    return NULL;
+  }
+  h->hooks = nh;
+  h->hooks[h->nhooks++] = hk;
+  return p;
+}
+
+int cs_lua_metrics_conf(cs_lua *h, cs_metrics_conf *conf, cs_err *err) {
+  lua_State *L = h->L;
+  int top = lua_gettop(L);
+  memset(conf, 0, sizeof *conf);
+  snprintf(conf->host, sizeof conf->host, "127.0.0.1");
+  conf->ack_timeout_us = CS_METRICS_DEFAULT_ACK_TIMEOUT_US;
+  push_cstream_field(L, "_metrics");
+  if (lua_isnil(L, -1)) {
+    lua_settop(L, top);
+    return 0;
+  }
+  lua_getfield(L, -1, "where");
+  char where[256];
+  snprintf(where, sizeof where, "%s", lua_tostring(L, -1) ? lua_tostring(L, -1) : "?");
+  lua_getfield(L, -2, "opts");
+  cs_opts *o = opts_from_lua(L, lua_gettop(L), cs_metrics_options, "cs.metrics", err);
+  int rc = o ? cs_metrics_conf_from_opts(conf, o, err) : -1;
+  cs_opts_destroy(o);
+  lua_settop(L, top);
+  if (rc != 0) {
+    if (o) cs_err_prefix(err, "cs.metrics");
+    cs_err_prefix(err, "%s", where);
+  }
+  return rc;
 }

@@ -6,6 +6,7 @@
 
 #include "cs_decimal.h"
 #include "cs_lua_internal.h"
+#include "cs_metrics.h"
 #include "cs_parse.h"
 #include "cs_plugin.h"
 #include "cs_time.h"
@@ -109,7 +110,8 @@ static void push_options(lua_State *L, const cs_optdef *defs) {
   }
 }
 
-/* core.schemas() -> { sources = {name = {help, options}}, sinks = {...}, tumbling = {options} } */
+/* core.schemas() -> { sources = {name = {help, options}}, sinks = {...}, tumbling = {options},
+ *                      metrics = {options} } */
 static int l_schemas(lua_State *L) {
   lua_newtable(L);
   lua_newtable(L);
@@ -136,6 +138,10 @@ static int l_schemas(lua_State *L) {
   push_options(L, cs_plugin_tumbling_options);
   lua_setfield(L, -2, "options");
   lua_setfield(L, -2, "tumbling");
+  lua_newtable(L);
+  push_options(L, cs_metrics_options);
+  lua_setfield(L, -2, "options");
+  lua_setfield(L, -2, "metrics");
   return 1;
 }
 

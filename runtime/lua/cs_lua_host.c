@@ -48,7 +48,10 @@ cs_lua *cs_lua_create(cs_err *err) {
   luaL_openlibs(L);
   lua_pushcfunction(L, traceback);
   h->traceback_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_pushlightuserdata(L, h);
+  lua_setfield(L, LUA_REGISTRYINDEX, "cstream.host");
   cs_lua_core_open(L);
+  cs_lua_test_open(L);
   lua_getglobal(L, "package");
   lua_getfield(L, -1, "preload");
   for (int i = 0; cs_lualib_mods[i].name; i++) {
@@ -57,6 +60,13 @@ cs_lua *cs_lua_create(cs_err *err) {
     lua_setfield(L, -2, cs_lualib_mods[i].name);
   }
   lua_pop(L, 2);
+  return h;
+}
+
+cs_lua *cs_lua_host_of(lua_State *L) {
+  lua_getfield(L, LUA_REGISTRYINDEX, "cstream.host");
+  cs_lua *h = lua_touserdata(L, -1);
+  lua_pop(L, 1);
   return h;
 }
 
@@ -174,4 +184,31 @@ int cs_lua_run_busted(cs_lua *h, int argc, char **argv) {
     return 1;
   }
   return 0;
+}
+
+int cs_lua_run_tests(cs_lua *h, const char *spec, int argc, char **argv) {
+  lua_State *L = h->L;
+  cs_err err;
+  if (set_args(h, spec, argc, argv, &err) != 0) {
+    fprintf(stderr, "cstream: %s\n", err.msg);
+    return 3;
+  }
+  lua_getglobal(L, "require");
+  lua_pushstring(L, "cstream.test");
+  if (cs_lua_pcall(h, 1, 1) != 0) {
+    fprintf(stderr, "cstream: %s\n", lua_tostring(L, -1));
+    lua_pop(L, 1);
+    return 3;
+  }
+  lua_getfield(L, -1, "run_file");
+  lua_remove(L, -2);
+  lua_pushstring(L, spec);
+  if (cs_lua_pcall(h, 1, 1) != 0) {
+    fprintf(stderr, "cstream: %s\n", lua_tostring(L, -1));
+    lua_pop(L, 1);
+    return 3;
+  }
+  int rc = (int)lua_tointeger(L, -1);
+  lua_pop(L, 1);
+  return rc;
 }

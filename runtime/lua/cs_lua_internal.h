@@ -37,4 +37,13 @@ void cs_lua_hooks_destroy(cs_lua_hooks *hk);
 void cs_lua_hooks_get(cs_lua_hooks *hk, cs_hooks *hooks, const cs_window_ext **ext);
 void cs_lua_hooks_set_counter(cs_lua_hooks *hk, uint64_t *errors);
 
+/* Builds the pipeline a declared spec (table at index `spec`) describes
+ * (cs_lua_build.c). for_test: without its source and sinks (cstream.test
+ * attaches its own). The hooks go to *hooks_out, owned by the caller. */
+cs_pipeline *cs_lua_build_spec(cs_lua *h, int spec, int for_test, cs_lua_hooks **hooks_out, cs_err *err);
+/* The host of a state (set by cs_lua_create). */
+cs_lua *cs_lua_host_of(lua_State *L);
+/* Installs `cstream.testing`, the C side of cstream.test (cs_lua_test.c). */
+void cs_lua_test_open(lua_State *L);
+
 #endif

@@ -415,6 +415,8 @@ static void on_retry_timer(uv_timer_t *t) {
  * after a backoff with full jitter. */
 static void reconnect_later(coinbase *c, const char *why) {
   if (c->stopping) return;
+  c->src->connected = 0;
+  c->src->reconnects++;
   int64_t now = cs_time_mono_us();
   if (c->connected_at && now - c->connected_at >= STABLE_US) c->attempt = 0; /* it had been stable */
   c->connected_at = 0;
@@ -661,6 +663,7 @@ static void coinbase_on_message(cs_source *src, const cs_msg_info *info) {
   if (info->kind == CS_MSG_SUBSCRIPTIONS) {
     if (c->st == ST_SUBSCRIBING) {
       c->st = ST_STREAMING;
+      src->connected = 1;
       cs_info(src->label, "subscribed to %zu product(s) on %s", c->nproducts, c->url);
     }
   } else if (info->kind == CS_MSG_ERROR) {

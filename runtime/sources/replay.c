@@ -195,6 +195,15 @@ static void replay_destroy(cs_source *src) {
   free(r);
 }
 
+static int replay_progress(const cs_source *src, uint64_t *done, uint64_t *total) {
+  const replay *r = src->ctx;
+  if (!r->lines) return -1;
+  *done = cs_lines_offset(r->lines);
+  *total = cs_lines_size(r->lines);
+  if (*total && *done > *total) *done = *total;
+  return 0;
+}
+
 static const cs_optdef replay_options[] = {
     {"path", CS_OPT_STRING, NULL, 0, NULL, "capture file (.jsonl or .jsonl.gz, one raw message per line); \"-\" is stdin"},
     {"rate", CS_OPT_NUMBER, "0", 0, NULL, "pacing: 0 as fast as possible, 1 real time, N times faster"},
@@ -211,4 +220,5 @@ const cs_source_vt cs_source_replay = {
     .resume = replay_resume,
     .stop = replay_stop,
     .destroy = replay_destroy,
+    .progress = replay_progress,
 };

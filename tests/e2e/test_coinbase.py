@@ -69,6 +69,8 @@ class Server:
         out = {}
         with open(self.sent) as f:
             for l in f:
+                if not l.endswith("\n"):
+                    break  # being written right now
                 o = json.loads(l)
                 if "frame" in o:
                     out.setdefault(o["conn"], []).append(o["frame"].encode())
@@ -85,7 +87,7 @@ class Server:
         raise AssertionError("the server did not finish sending on connection %d" % conn)
 
     def binary_count(self):
-        with open(self.sent) as f:
+        with open(self.sent) as f:  # after wait_final: complete
             return sum(1 for l in f if '"binary"' in l)
 
     def stop(self):

@@ -14,18 +14,37 @@ local function fmt(v)
 end
 
 local function options(out, defs, spec)
+  local w = 12
+  for _, d in ipairs(defs) do w = math.max(w, #d.name) end
   for _, d in ipairs(defs) do
     local v = spec.opts[d.name]
     if v ~= nil then
-      out[#out + 1] = string.format("      %-12s = %s%s", d.name, fmt(v), spec.given[d.name] and "" or "  (default)")
+      out[#out + 1] = string.format("      %-" .. w .. "s = %s%s", d.name, fmt(v),
+        spec.given[d.name] and "" or "  (default)")
+    elseif d.type ~= "value" then
+      out[#out + 1] = string.format("      %-" .. w .. "s   (not set: %s)", d.name, d.help)
     end
   end
+end
+
+-- "cs.replay -> cs.tumbling 30s (lateness 5s) -> cs.jsonl, cs.discard"
+local function flow(p)
+  local parts = { "cs." .. p.source.plugin }
+  if p.filter or p.map then parts[#parts + 1] = "Lua " .. (p.filter and p.map and "filter+map" or p.filter and "filter" or "map") end
+  if p.window then
+    parts[#parts + 1] = string.format("cs.tumbling %s (lateness %s)", fmt(p.window.opts.size), fmt(p.window.opts.lateness))
+  end
+  local sinks = {}
+  for _, s in ipairs(p.sinks) do sinks[#sinks + 1] = "cs." .. s.plugin end
+  parts[#parts + 1] = table.concat(sinks, ", ")
+  return (table.concat(parts, " -> "):gsub('"', ""))
 end
 
 return function()
   local out = {}
   for _, p in ipairs(cs._pipelines) do
     out[#out + 1] = string.format("pipeline %s  (%s)", p.name, p.where)
+    out[#out + 1] = "  " .. flow(p)
     local src = p.source
     out[#out + 1] = string.format("  source cs.%s  (%s)", src.plugin, src.where)
     options(out, cs.schemas.sources[src.plugin].options, src)
@@ -43,6 +62,13 @@ return function()
       out[#out + 1] = string.format("  sink cs.%s  (%s)", s.plugin, s.where)
       options(out, cs.schemas.sinks[s.plugin].options, s)
     end
+  end
+  local m = cs._metrics
+  if m then
+    out[#out + 1] = string.format("metrics  (%s)", m.where)
+    options(out, cs.schemas.metrics.options, m)
+  else
+    out[#out + 1] = "metrics: not served (add cs.metrics { port = 9100 } or run with --metrics-port)"
   end
   return table.concat(out, "\n")
 end

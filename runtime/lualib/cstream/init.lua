@@ -41,8 +41,45 @@ local function make_constructor(kind, name, defs)
   end
 end
 
+-- A plugin that is both a source and a sink (cs.kafka): the spec takes the
+-- role cs.pipeline gives it (source = ..., sink = ...). Unknown options
+-- fail at once; the rest is checked for each role now and reported when
+-- the spec is used in that role (at the constructor's line).
+local function make_dual(name, src_defs, sink_defs)
+  local union, seen = {}, {}
+  for _, defs in ipairs { src_defs, sink_defs } do
+    for _, d in ipairs(defs) do
+      if not seen[d.name] then
+        seen[d.name] = true
+        union[#union + 1] = { name = d.name, type = "value", optional = true, help = d.help }
+      end
+    end
+  end
+  return function(args)
+    local ok, err = schema.validate("cs." .. name, union, args)
+    if not ok then error(err, 2) end
+    local w, roles = where(2), {}
+    for kind, defs in pairs { source = src_defs, sink = sink_defs } do
+      local opts, given = schema.validate("cs." .. name .. " (as a " .. kind .. ")", defs, args)
+      roles[kind] = opts and { kind = kind, plugin = name, opts = opts, given = given, where = w } or { err = given }
+    end
+    return setmetatable({ kind = "source or sink", plugin = name, roles = roles, where = w }, SPEC)
+  end
+end
+
+-- The spec in the role `kind`, for a spec made by make_dual.
+local function resolve(spec, kind)
+  if not (is_spec(spec) and spec.roles) then return spec end
+  local r = spec.roles[kind]
+  if r.err then error(spec.where .. ": " .. r.err, 0) end
+  return setmetatable(r, SPEC)
+end
+
 for name, s in pairs(schemas.sources) do cs[name] = make_constructor("source", name, s.options) end
-for name, s in pairs(schemas.sinks) do cs[name] = make_constructor("sink", name, s.options) end
+for name, s in pairs(schemas.sinks) do
+  cs[name] = schemas.sources[name] and make_dual(name, schemas.sources[name].options, s.options) or
+    make_constructor("sink", name, s.options)
+end
 
 -- Built-in aggregate names, in row order.
 local BUILTIN = {}
@@ -132,6 +169,7 @@ local PIPELINE_DEFS = {
 function cs.pipeline(args)
   local p, err = schema.validate("cs.pipeline", PIPELINE_DEFS, args)
   if not p then error(err, 2) end
+  p.source = resolve(p.source, "source")
   if not is_spec(p.source, "source") then
     error("cs.pipeline: option 'source' must be a source such as cs.replay{...}, got " ..
       (is_spec(p.source) and p.source.kind or type(p.source)), 2)
@@ -145,6 +183,9 @@ function cs.pipeline(args)
   if type(sinks) ~= "table" or #sinks == 0 then
     error("cs.pipeline: option 'sink' must be a sink such as cs.jsonl{...} or a list of sinks", 2)
   end
+  local resolved = {}
+  for i, s in ipairs(sinks) do resolved[i] = resolve(s, "sink") end
+  sinks = resolved
   for i, s in ipairs(sinks) do
     if not is_spec(s, "sink") then
       error("cs.pipeline: option 'sink': item " .. i .. " must be a sink such as cs.jsonl{...}, got " ..
@@ -169,6 +210,23 @@ function cs.pipeline(args)
   }
   cs._pipelines[#cs._pipelines + 1] = spec
   return spec
+end
+
+--- cs.metrics { port = 9100, host = "127.0.0.1", ack_timeout = "30s" }
+-- Serves Prometheus metrics (/metrics) and a health check (/healthz) from
+-- cstream's own loop while the script's pipelines run
+-- (docs/operations.md). At most once per script; `--metrics-port` and
+-- `--metrics-host` on the command line override it.
+function cs.metrics(args)
+  local opts, given = schema.validate("cs.metrics", schemas.metrics.options, args)
+  if not opts then error(given, 2) end
+  if cs._metrics then error("cs.metrics: already declared (at " .. cs._metrics.where .. ")", 2) end
+  if opts.port < 0 or opts.port > 65535 then
+    error("cs.metrics: option 'port' must be a TCP port (0-65535; 0: any free port), got " .. opts.port, 2)
+  end
+  cs._metrics = setmetatable({ kind = "metrics", plugin = "metrics", opts = opts, given = given, where = where(2) },
+    SPEC)
+  return cs._metrics
 end
 
 --- cs.arg(name, default): a script argument (cstream run script.lua name=value).
