@@ -69,7 +69,10 @@ static int add_range(product *pr, int64_t from, int64_t to, int64_t deadline) {
   return 0;
 }
 
-/* Moves the high mark to `id`, leaving what lies between pending. */
+/* Moves the high mark to `id`, leaving what lies between pending. An id
+ * more than CS_GAPS_MAX_JUMP beyond the mark is not believed: it is left
+ * out of gap tracking (2) rather than declaring billions of trades missing
+ * and hiding every later gap behind it. */
 static int advance(cs_gaps *g, product *pr, int64_t id, int64_t deadline) {
   if (!pr->has_last) {
     pr->has_last = 1;
@@ -77,6 +80,7 @@ static int advance(cs_gaps *g, product *pr, int64_t id, int64_t deadline) {
     return 0;
   }
   if (id <= pr->last) return 1;
+  if ((uint64_t)id - (uint64_t)pr->last > CS_GAPS_MAX_JUMP) return 2;
   if (id > pr->last + 1) {
     if (add_range(pr, pr->last + 1, id - 1, deadline) != 0) return -1;
     g->pending += (uint64_t)(id - 1 - pr->last);
@@ -88,7 +92,7 @@ static int advance(cs_gaps *g, product *pr, int64_t id, int64_t deadline) {
 /* A valid trade of product pr. */
 static int trade(cs_gaps *g, product *pr, int64_t id, int64_t deadline) {
   int r = advance(g, pr, id, deadline);
-  if (r <= 0) return r;
+  if (r != 1) return r;
   /* An older id: it may fill a pending range. Ranges are few. */
   for (size_t i = 0; i < pr->n; i++) {
     range *x = &pr->pending[i];
@@ -132,6 +136,7 @@ int cs_gaps_heartbeat(cs_gaps *g, const char *name, size_t len, int64_t last_tra
     return 0;
   }
   if (last_trade_id <= pr->last) return 0;
+  if ((uint64_t)last_trade_id - (uint64_t)pr->last > CS_GAPS_MAX_JUMP) return 2;
   /* The announced trade itself has not arrived either. */
   if (add_range(pr, pr->last + 1, last_trade_id, deadline) != 0) return -1;
   g->pending += (uint64_t)(last_trade_id - pr->last);

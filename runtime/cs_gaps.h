@@ -22,7 +22,12 @@ typedef void (*cs_gaps_fn)(void *ud, const char *product, int64_t from, int64_t 
 cs_gaps *cs_gaps_create(void);
 void cs_gaps_destroy(cs_gaps *g); /* NULL is a no-op */
 
-/* A valid trade. Returns -1 when out of memory. */
+/* Ids further than this beyond the newest one are not believed (a bogus
+ * id): such a trade or heartbeat is left out of gap tracking (return 2). */
+#define CS_GAPS_MAX_JUMP 100000000u
+
+/* A valid trade. Returns 0, 2 for an id left out (CS_GAPS_MAX_JUMP), -1
+ * when out of memory. */
 int cs_gaps_trade(cs_gaps *g, const char *product, size_t len, int64_t trade_id, int64_t deadline_us);
 /* The same, also counting the trade and keeping the product's newest
  * trade time, for metrics (a few stores: it is on every trade's path). */

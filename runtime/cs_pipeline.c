@@ -468,6 +468,9 @@ static void on_sink_ack(void *ud, cs_sink *sink, uint64_t n) {
       s->mark_head = (s->mark_head + 1) % s->mark_cap;
       s->mark_n--;
     }
+    /* A final flush waiting for acknowledgements: look again now rather
+     * than after its backoff. */
+    if (s->flushing == 1 && p->st == ST_DRAINING) uv_timer_start(&s->timer, on_retry, 0, 0);
   }
 }
 
@@ -681,7 +684,8 @@ static void on_line(void *ud, const char *line, size_t len, int padded, uint64_t
     p->src->vt->on_message(p->src, info);
   if (r == CS_PARSE_OTHER) {
     p->stats.ignored++;
-    if (p->src->external_clock && info->has_time) { /* a clock (heartbeat) message, as on a live feed */
+    if (p->src->external_clock && info->has_time && strcmp(cs_parse_last_type(p->parser), "clock") == 0) {
+      /* A clock record (cs.kafka sink): the feed's clock, as heartbeats on a live feed. */
       int64_t wm = info->time_us - p->wconf.lateness_us - CS_PIPELINE_GRACE_US;
       if (wm > p->src->result.wm_us) p->src->result.wm_us = wm;
     }
@@ -709,8 +713,13 @@ static void on_line(void *ud, const char *line, size_t len, int padded, uint64_t
     }
     feed_clock(p, t.time_us);
     int64_t deadline = gap_deadline(p, t.time_us);
-    if (cs_gaps_trade_at(p->gaps, t.product_id, t.product_len, t.trade_id, t.time_us, deadline) != 0)
-      fail(p, "out of memory in the %s", "gap tracker");
+    int gr = cs_gaps_trade_at(p->gaps, t.product_id, t.product_len, t.trade_id, t.time_us, deadline);
+    if (gr < 0) fail(p, "out of memory in the %s", "gap tracker");
+    if (gr == 2)
+      cs_log_limited(&p->lim_gap, CS_LOG_WARN, p->label,
+                     "line %llu: trade %.*s #%lld is more than %u ids beyond the newest: left out of gap tracking",
+                     (unsigned long long)lineno, (int)t.product_len, t.product_id, (long long)t.trade_id,
+                     CS_GAPS_MAX_JUMP);
     process_trade(p, &t);
   }
   expire_gaps(p);

@@ -9,6 +9,7 @@
 
 #include "cs_buf.h"
 #include "cs_log.h"
+#include "cs_time.h"
 #include "cs_lua_internal.h"
 
 struct cs_lua_hooks {
@@ -20,6 +21,7 @@ struct cs_lua_hooks {
   cs_log_limiter lim;
   char label[96];
   char *product; /* map's product_id, valid until the next map call */
+  char price_buf[64], size_buf[64], time_buf[40]; /* map's changed values, likewise */
   cs_buf buf;
 };
 
@@ -68,6 +70,24 @@ static int num_field(lua_State *L, const char *k, double *out) {
   return ok && isfinite(*out) ? 0 : -1;
 }
 
+/* The shortest plain decimal (no exponent) that reads back as v. */
+static void set_decimal(char *buf, size_t cap, double v, const char **s, uint16_t *len) {
+  int n = 0;
+  for (int d = 0; d <= 20; d++) {
+    n = snprintf(buf, cap, "%.*f", d, v);
+    if (n > 0 && (size_t)n < cap && strtod(buf, NULL) == v) break;
+  }
+  *s = buf;
+  *len = (uint16_t)(n > 0 && (size_t)n < cap ? n : 0);
+}
+
+static void set_time(char *buf, int64_t us, const char **s, uint16_t *len) {
+  cs_time_format_rfc3339(us, buf); /* YYYY-MM-DDTHH:MM:SSZ */
+  snprintf(buf + 19, 12, ".%06lldZ", (long long)(us - cs_time_floor_div(us, CS_US_PER_S) * CS_US_PER_S));
+  *s = buf;
+  *len = 27;
+}
+
 static int map(void *ud, cs_trade *t) {
   cs_lua_hooks *hk = ud;
   lua_State *L = hk->h->L;
@@ -114,6 +134,11 @@ static int map(void *ud, cs_trade *t) {
         t->product_id = copy;
         t->product_len = (uint16_t)n;
         t->taker_side = strcmp(side, "buy") == 0 ? CS_SIDE_BUY : CS_SIDE_SELL;
+        /* Keep the exact strings (trade records carry them) in step with
+         * what the hook changed. */
+        if (price != t->price) set_decimal(hk->price_buf, sizeof hk->price_buf, price, &t->price_str, &t->price_len);
+        if (size != t->size) set_decimal(hk->size_buf, sizeof hk->size_buf, size, &t->size_str, &t->size_len);
+        if ((int64_t)time != t->time_us) set_time(hk->time_buf, (int64_t)time, &t->time_str, &t->time_len);
         t->price = price;
         t->size = size;
         t->time_us = (int64_t)time;
