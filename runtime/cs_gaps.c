@@ -57,6 +57,12 @@ static product *get(cs_gaps *g, const char *name, size_t len) {
   return &g->products[id];
 }
 
+/* Missing ids right after the newest: one range with the pending range
+ * that ends at the newest id, if any (heartbeats announce ids second by
+ * second while a stretch is missing: that is one gap, not one per second).
+ * The later deadline holds for the whole range. */
+static int extend_range(product *pr, int64_t from, int64_t to, int64_t deadline);
+
 static int add_range(product *pr, int64_t from, int64_t to, int64_t deadline) {
   if (pr->n == pr->cap) {
     size_t nc = pr->cap ? pr->cap * 2 : 4;
@@ -67,6 +73,16 @@ static int add_range(product *pr, int64_t from, int64_t to, int64_t deadline) {
   }
   pr->pending[pr->n++] = (range){from, to, deadline};
   return 0;
+}
+
+static int extend_range(product *pr, int64_t from, int64_t to, int64_t deadline) {
+  for (size_t i = 0; i < pr->n; i++)
+    if (pr->pending[i].to == from - 1) {
+      pr->pending[i].to = to;
+      if (deadline > pr->pending[i].deadline) pr->pending[i].deadline = deadline;
+      return 0;
+    }
+  return add_range(pr, from, to, deadline);
 }
 
 /* Moves the high mark to `id`, leaving what lies between pending. An id
@@ -82,7 +98,7 @@ static int advance(cs_gaps *g, product *pr, int64_t id, int64_t deadline) {
   if (id <= pr->last) return 1;
   if ((uint64_t)id - (uint64_t)pr->last > CS_GAPS_MAX_JUMP) return 2;
   if (id > pr->last + 1) {
-    if (add_range(pr, pr->last + 1, id - 1, deadline) != 0) return -1;
+    if (extend_range(pr, pr->last + 1, id - 1, deadline) != 0) return -1;
     g->pending += (uint64_t)(id - 1 - pr->last);
   }
   pr->last = id;
@@ -138,7 +154,7 @@ int cs_gaps_heartbeat(cs_gaps *g, const char *name, size_t len, int64_t last_tra
   if (last_trade_id <= pr->last) return 0;
   if ((uint64_t)last_trade_id - (uint64_t)pr->last > CS_GAPS_MAX_JUMP) return 2;
   /* The announced trade itself has not arrived either. */
-  if (add_range(pr, pr->last + 1, last_trade_id, deadline) != 0) return -1;
+  if (extend_range(pr, pr->last + 1, last_trade_id, deadline) != 0) return -1;
   g->pending += (uint64_t)(last_trade_id - pr->last);
   pr->last = last_trade_id;
   return 0;

@@ -400,6 +400,81 @@ class Tls(Case):
         self.assertRows(got, want)
 
 
+class ReplayExchange(Case):
+    """cs.coinbase against the project's own replay exchange (serve-replay)."""
+
+    def serve(self, *extra, capture=SAMPLE):
+        p = subprocess.Popen([CSTREAM, "serve-replay", capture, "--port", "0", "--speed", "0"] + list(extra),
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+        class Proc:
+            def stop(self_):
+                p.kill()
+                p.wait()
+                p.stdout.close()
+                p.stderr.close()
+        self.procs.append(Proc())
+        m = re.match(r"listening port=(\d+)", p.stdout.readline())
+        self.assertIsNotNone(m)
+        return int(m.group(1))
+
+    def replay_rows(self, capture=SAMPLE):
+        rp = subprocess.run([CSTREAM, "run", os.path.join(ROOT, "scripts", "replay.lua"), "input=" + capture],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        return [json.loads(l) for l in rp.stdout.decode().splitlines()]
+
+    def check_prefix(self, got, want):
+        # Every window emitted is complete and right; only the newest
+        # (still open when stopped) may be missing.
+        self.assertGreaterEqual(len(got), len(want) - 4)
+        self.assertRows(got, want[:len(got)])
+
+    def test_ws_windows_equal_replay(self):
+        port = self.serve()
+        c = self.client("ws://127.0.0.1:%d" % port)
+        want = self.replay_rows()
+        got = c.wait_rows(len(want) - 4)
+        time.sleep(0.5)
+        got = c.rows()
+        self.assertEqual(c.stop(), 0, c.err[-2000:])
+        self.check_prefix(got, want)
+
+    def test_wss_windows_equal_replay(self):
+        ca, cert, key = make_ca(self.tmp)
+        port = self.serve("--cert", cert, "--key", key)
+        c = self.client("wss://localhost:%d" % port, extra=", ca_file = %s" % json.dumps(ca))
+        want = self.replay_rows()
+        c.wait_rows(len(want) - 4)
+        time.sleep(0.5)
+        got = c.rows()
+        self.assertEqual(c.stop(), 0, c.err[-2000:])
+        self.check_prefix(got, want)
+
+    def test_dropped_connection_resubscribes_without_double_counting(self):
+        port = self.serve("--drop-after", "1200")
+        c = self.client("ws://127.0.0.1:%d" % port)
+        self.assertIsNotNone(c.wait_log(r"subscribing again"), c.err_so_far())
+        want = self.replay_rows()
+        c.wait_rows(len(want) - 4)
+        time.sleep(0.5)
+        got = c.rows()
+        self.assertEqual(c.stop(), 0, c.err[-2000:])
+        self.check_prefix(got, want)
+        self.assertGreater(c.summary["late"] + c.summary["duplicates"], 0)
+
+    def test_skipped_ids_are_reported_as_one_gap(self):
+        # Trade ids of BTC-USD in the sample, to skip a stretch in the middle.
+        ids = [json.loads(l)["trade_id"] for l in open(SAMPLE) if '"match"' in l and '"BTC-USD"' in l]
+        lo, hi = ids[len(ids) // 2], ids[len(ids) // 2 + 9]
+        port = self.serve("--skip-ids", "BTC-USD:%d-%d" % (lo, hi))
+        c = self.client("ws://127.0.0.1:%d" % port)
+        self.assertIsNotNone(c.wait_log(r"gap: BTC-USD trade ids %d\.\.%d missing \(10 trades\)" % (lo, hi)),
+                             c.err_so_far())
+        c.stop()
+        self.assertEqual(c.summary["gaps"], 1)
+        self.assertEqual(c.summary["missing_trades"], 10)
+
+
 def main():
     global CSTREAM
     path, argv = _take_cstream_arg(sys.argv)
