@@ -14,7 +14,7 @@ cd "$(dirname "$0")"
 # Build and run-time dependencies: Debian 12 packages only.
 BUILD_DEPS="build-essential cmake pkg-config libluajit-5.1-dev libuv1-dev libsimdjson-dev zlib1g-dev libwebsockets-dev libcurl4-openssl-dev librdkafka-dev"
 RUN_DEPS="lua-cjson libwebsockets-evlib-uv"
-TEST_DEPS="lua-busted python3 python3-websockets openssl clickhouse-server kcat"
+TEST_DEPS="lua-busted python3 python3-websockets openssl clickhouse-server kcat python3-prometheus-client"
 BENCH_DEPS="time clickhouse-client"
 
 log() { printf '\n== %s\n' "$*" >&2; }

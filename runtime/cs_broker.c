@@ -515,13 +515,20 @@ static void command(relay *rl, char *line) {
     if (key < 0) return reply("error: unknown API '%s'", argv[1]);
     if (cnt < 1 || cnt > 100000) return reply("error: bad count '%s'", argv[2]);
     if (err_code(argv[3], &code) != 0) return reply("error: unknown error '%s'", argv[3]);
-    rd_kafka_resp_err_t *codes = malloc((size_t)cnt * sizeof *codes);
-    if (!codes) return reply("error: out of memory%s", "");
-    for (long i = 0; i < cnt; i++) codes[i] = code;
-    rd_kafka_mock_push_request_errors_array(rl->mc, (int16_t)key, (size_t)cnt, codes);
-    free(codes);
+    /* On the broker's own stack, so that `pending` can tell they were used. */
+    for (long i = 0; i < cnt && !e; i++) e = rd_kafka_mock_broker_push_request_error_rtts(rl->mc, 1, (int16_t)key, 1, code, 0);
+  } else if (strcmp(argv[0], "pending") == 0 && argc == 2) {
+    int key = api_key(argv[1]);
+    size_t n = 0;
+    if (key < 0) return reply("error: unknown API '%s'", argv[1]);
+    if ((e = rd_kafka_mock_broker_error_stack_cnt(rl->mc, 1, (int16_t)key, &n)) == 0) {
+      printf("ok %zu\n", n);
+      fflush(stdout);
+      return;
+    }
   } else {
-    return reply("error: unknown command '%s' (down, up, rtt MS, errors API COUNT ERROR, create TOPIC N)", argv[0]);
+    return reply("error: unknown command '%s' (down, up, rtt MS, errors API COUNT ERROR, pending API, create TOPIC N)",
+                 argv[0]);
   }
   if (e) return reply("error: %s", rd_kafka_err2str(e));
   cs_info(COMP, "control: %s%s%s", argv[0], argc > 1 ? " " : "", argc > 1 ? argv[1] : "");
@@ -582,7 +589,8 @@ static const char usage[] =
     "  --partitions N    partitions of topics created with --topic or on first use; default 4\n"
     "  --topic T         create topic T at start (repeatable)\n"
     "  --control         read fault-injection commands on stdin: down, up, rtt MS,\n"
-    "                    errors API COUNT ERROR, create TOPIC N (one reply line each)\n"
+    "                    errors API COUNT ERROR, pending API, create TOPIC N\n"
+    "                    (one reply line each)\n"
     "\n"
     "Prints 'listening port=N' once ready; SIGINT/SIGTERM stop it (exit 0).\n";
 

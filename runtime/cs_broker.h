@@ -27,6 +27,7 @@
  *                             as Produce, Fetch, OffsetCommit, or a number)
  *                             fail with ERROR (a librdkafka error name
  *                             such as NOT_LEADER_FOR_PARTITION, or a code)
+ *   pending API               how many of those injected errors are left
  *   rtt MS                    answer every request MS milliseconds late
  *   create TOPIC PARTITIONS   create a topic
  * Prints "listening port=N" on stdout once ready (--port 0: a free port).

@@ -135,6 +135,10 @@ struct cs_exchange {
 
 enum { C_WAIT_SUB, C_STREAM };
 
+/* One client. Created at LWS_CALLBACK_ESTABLISHED and owned by the
+ * server's list; the wsi (lws's) points back at it through its opaque user
+ * data until conn_detach (CLOSED, WSI_DESTROY or server stop), which
+ * unlinks it and closes its timer; the timer's close callback frees it. */
 struct conn {
   cs_exchange *ex;
   conn *next;
@@ -275,7 +279,6 @@ static int scan_capture(cs_exchange *ex, cs_err *err) {
   size_t len;
   uint64_t lineno;
   cs_lines_result r;
-  int rc = 0;
   while ((r = cs_lines_next(lr, &line, &len, &lineno, err)) != CS_LINES_EOF) {
     if (r == CS_LINES_ERROR) {
       cs_warn(COMP, "%s: the capture ends early after line %llu: %s", ex->capture,
@@ -294,7 +297,7 @@ static int scan_capture(cs_exchange *ex, cs_err *err) {
   }
   cs_json_destroy(js);
   cs_lines_close(lr);
-  return rc;
+  return 0;
 }
 
 /* ---- one connection's stream ------------------------------------------- */

@@ -317,3 +317,11 @@ void cs_log_limiter_flush(cs_log_limiter *lim, cs_log_level level, const char *c
     cs_log(level, component, "(%llu more %s not shown)", (unsigned long long)lim->suppressed, what);
   lim->suppressed = 0;
 }
+
+void cs_log_status_hide(void) {
+  if (g_status[0]) fputs("\r\033[K", stderr);
+}
+
+void cs_log_status_show(void) {
+  if (g_status[0]) fputs(g_status, stderr);
+}

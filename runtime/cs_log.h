@@ -47,6 +47,10 @@ int cs_log_is_tty(void);
 /* Draws `line` as the terminal's status line (cut to the terminal's width),
  * or erases it (NULL). Nothing happens when stderr is not a terminal. */
 void cs_log_status(const char *line);
+/* Around other output to the same terminal (rows written to a terminal
+ * stdout): hide erases the status line, show draws it again. */
+void cs_log_status_hide(void);
+void cs_log_status_show(void);
 
 typedef struct cs_log_limiter {
   uint32_t burst;      /* lines printed before limiting starts */

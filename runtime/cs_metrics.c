@@ -365,7 +365,8 @@ int cs_metrics_conf_from_opts(cs_metrics_conf *conf, const cs_opts *opts, cs_err
   const char *host = cs_opts_str(opts, "host");
   struct sockaddr_in6 a6;
   struct sockaddr_in a4;
-  if (port < 0 || port > 65535) return cs_err_set(err, "option 'port': %lld is not a TCP port (0-65535)", (long long)port);
+  if (port < 0 || port > 65535)
+    return cs_err_set(err, "option 'port': %lld is not a TCP port (0-65535)", (long long)port);
   if (strlen(host) >= sizeof conf->host ||
       (strchr(host, ':') ? uv_ip6_addr(host, 0, &a6) : uv_ip4_addr(host, 0, &a4)) != 0)
     return cs_err_set(err, "option 'host': '%s' is not a numeric IPv4 or IPv6 address", host);
@@ -388,7 +389,8 @@ static void on_request(void *ud, const char *method, const char *path, cs_httpd_
     r->content_type = "application/json";
     r->status = cs_metrics_health_json(m, &r->body) ? 200 : 503;
   } else if (strcmp(path, "/") == 0) {
-    cs_buf_puts(&r->body, "cstream " CS_VERSION "\n/metrics  Prometheus metrics\n/healthz  health (200 or 503, JSON)\n");
+    cs_buf_puts(&r->body,
+                "cstream " CS_VERSION "\n/metrics  Prometheus metrics\n/healthz  health (200 or 503, JSON)\n");
   } else {
     r->status = 404;
     cs_buf_puts(&r->body, "not found: try /metrics or /healthz\n");

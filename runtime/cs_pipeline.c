@@ -941,6 +941,10 @@ static void sink_name(const cs_pipeline *p, const sink_slot *s, char *buf, size_
  * flush is being retried, or (asynchronous) records have waited for an
  * acknowledgement longer than ack_timeout. Returns 1 when it is. */
 static int sink_ok(const cs_pipeline *p, const sink_slot *s, char *why, size_t size) {
+  if (s->busy && s->pending.n) {
+    snprintf(why, size, "full (%zu records waiting for room in the sink)", s->pending.n);
+    return 0;
+  }
   if (s->pending.n || s->flushing == 1) {
     snprintf(why, size, "retrying (%zu records waiting): %s", s->pending.n,
              s->last_error[0] ? s->last_error : "the sink asked to retry");
@@ -1033,8 +1037,8 @@ void cs_pipeline_collect(void *ud, cs_metrics_page *pg) {
     cs_gaps_product pr;
     cs_gaps_product_info(p->gaps, i, &pr);
     cs_metrics_labels(lb2, sizeof lb2, "pipeline", p->name, "product", pr.name, NULL);
-    cs_metrics_counter(pg, "cstream_product_trades_total", "Valid trades received per product (before late and duplicate checks)",
-                       lb2, (double)pr.trades);
+    cs_metrics_counter(pg, "cstream_product_trades_total",
+                       "Valid trades received per product (before late and duplicate checks)", lb2, (double)pr.trades);
     cs_metrics_counter(pg, "cstream_gaps_total", "Trade-id gaps declared per product", lb2, (double)pr.gaps);
     cs_metrics_counter(pg, "cstream_missing_trades_total", "Trade ids missing in declared gaps, per product", lb2,
                        (double)pr.missing);

@@ -44,7 +44,8 @@ typedef struct cs_source cs_source;
  * clock (cs_source.external_clock); INT64_MIN / 0: nothing. */
 typedef struct cs_line_result {
   int64_t wm_us;  /* the watermark the line vouches for: its newest accepted trade's time minus
-                     lateness, or a clock message's time minus lateness and CS_PIPELINE_GRACE_US */
+                     lateness, or a clock record's ({"v":1,"type":"clock","time":...}) time minus
+                     lateness and CS_PIPELINE_GRACE_US */
   int64_t end_us; /* the latest end of an open window the line's trades went into: the line is
                      durable once the durable watermark (cs_source.durable) reaches it */
   uint64_t seq;   /* ... and once every sink has acknowledged this many records (rows, or trades

@@ -83,7 +83,9 @@ static void live_status(cs_status *st, size_t i, int64_t now) {
     snprintf(age, sizeof age, ", last trade %.1f s ago", (double)(wall - ps.last_trade_us) / 1e6);
   char label[128];
   snprintf(label, sizeof label, "pipeline %s", cs_pipeline_name(p));
-  cs_info(label, "status: %s, %llu trades (%.1f/s), %llu windows%s%s, %llu gaps (%llu missing), %llu invalid, %llu reconnects%s",
+  cs_info(label,
+          "status: %s, %llu trades (%.1f/s), %llu windows%s%s, %llu gaps (%llu missing), %llu invalid, "
+          "%llu reconnects%s",
           ps.connected ? "connected" : "NOT connected", (unsigned long long)s->trades, rate,
           (unsigned long long)s->windows, lag, age, (unsigned long long)s->gaps, (unsigned long long)s->missing_trades,
           (unsigned long long)s->invalid, (unsigned long long)ps.reconnects, ps.queued ? ", sink retrying" : "");

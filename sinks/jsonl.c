@@ -26,6 +26,7 @@ typedef struct jsonl {
   int fd, own_fd, regular, do_fsync, truncate;
   cs_buf buf;
   uint64_t batches, bytes, failed_writes; /* for metrics */
+  int tty; /* a terminal: keep clear of the progress line (cs_log_status) */
 } jsonl;
 
 static int jsonl_init(cs_sink *sink, const cs_opts *opts, cs_err *err) {
@@ -54,12 +55,22 @@ static int jsonl_start(cs_sink *sink, uv_loop_t *loop, cs_err *err) {
   }
   struct stat st;
   j->regular = fstat(j->fd, &st) == 0 && S_ISREG(st.st_mode);
+  j->tty = isatty(j->fd) == 1;
   return 0;
 }
 
 static int transient(int e) { return e == ENOSPC || e == EDQUOT || e == EAGAIN || e == EIO; }
 
 static cs_sink_status write_buf(jsonl *j, size_t n, cs_err *err);
+
+/* On a terminal, rows scroll above the progress line. */
+static cs_sink_status write_out(jsonl *j, size_t n, cs_err *err) {
+  if (!j->tty) return write_buf(j, n, err);
+  cs_log_status_hide();
+  cs_sink_status st = write_buf(j, n, err);
+  cs_log_status_show();
+  return st;
+}
 
 static cs_sink_status jsonl_write(cs_sink *sink, const cs_row *rows, size_t n, cs_err *err) {
   jsonl *j = sink->ctx;
@@ -68,7 +79,7 @@ static cs_sink_status jsonl_write(cs_sink *sink, const cs_row *rows, size_t n, c
     cs_row_to_json(&rows[i], &j->buf);
     cs_buf_append(&j->buf, "\n", 1);
   }
-  return write_buf(j, n, err);
+  return write_out(j, n, err);
 }
 
 static cs_sink_status jsonl_write_trades(cs_sink *sink, const cs_trade *trades, size_t n, cs_err *err) {
@@ -78,7 +89,7 @@ static cs_sink_status jsonl_write_trades(cs_sink *sink, const cs_trade *trades, 
     cs_trade_to_json(&trades[i], &j->buf);
     cs_buf_append(&j->buf, "\n", 1);
   }
-  return write_buf(j, n, err);
+  return write_out(j, n, err);
 }
 
 /* Writes the formatted batch in j->buf: whole lines or nothing. */

@@ -75,7 +75,8 @@ static cs_sink_status col_write(cs_sink *sink, const cs_row *rows, size_t n, cs_
   for (size_t i = 0; i < n; i++) {
     cs_row *d = &c->rows[c->nrows];
     *d = rows[i];
-    if (rows[i].ext_json && !(d->ext_json = strdup(rows[i].ext_json))) return cs_err_set(err, "out of memory"), CS_SINK_ERROR;
+    if (rows[i].ext_json && !(d->ext_json = strdup(rows[i].ext_json)))
+      return cs_err_set(err, "out of memory"), CS_SINK_ERROR;
     c->nrows++;
   }
   return CS_SINK_OK;

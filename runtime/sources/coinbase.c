@@ -35,6 +35,7 @@
 #include "cs_json.h"
 #include "cs_log.h"
 #include "cs_lws.h"
+#include "cs_metrics.h"
 #include "cs_parse.h"
 #include "cs_plugin.h"
 #include "cs_time.h"
@@ -446,9 +447,12 @@ static void on_watchdog(uv_timer_t *t) {
   if (!c->wsi || c->stopping) return;
   int64_t now = cs_time_mono_us();
   char why[128];
-  if (c->st == ST_SUBSCRIBING && c->subscribe_sent_us && now - c->subscribe_sent_us > c->subscribe_timeout_us) {
-    snprintf(why, sizeof why, "no subscriptions acknowledgement within %.0f s", (double)c->subscribe_timeout_us / 1e6);
-    drop_connection(c, why);
+  if (c->st == ST_SUBSCRIBING) {
+    /* Until the acknowledgement only its own timeout applies. */
+    if (c->subscribe_sent_us && now - c->subscribe_sent_us > c->subscribe_timeout_us) {
+      snprintf(why, sizeof why, "no subscriptions acknowledgement within %.0f s", (double)c->subscribe_timeout_us / 1e6);
+      drop_connection(c, why);
+    }
   } else if (now - c->last_frame_us > c->idle_us) {
     snprintf(why, sizeof why, "idle: no frame for %.0f s", (double)c->idle_us / 1e6);
     drop_connection(c, why);
@@ -755,6 +759,24 @@ static void coinbase_destroy(cs_source *src) {
   coinbase_free(c);
 }
 
+static void coinbase_metrics(const cs_source *src, cs_metrics_page *pg, const char *labels) {
+  const coinbase *c = src->ctx;
+  cs_metrics_counter(pg, "cstream_source_frames_total", "WebSocket frames received", labels, (double)c->frames);
+  cs_metrics_counter(pg, "cstream_source_binary_frames_total", "Binary frames received (counted invalid)", labels,
+                     (double)c->binary_frames);
+  cs_metrics_counter(pg, "cstream_source_oversize_frames_total", "Frames over max_frame (counted invalid)", labels,
+                     (double)c->oversize_frames);
+  cs_metrics_counter(pg, "cstream_source_dropped_frames_total",
+                     "Frames dropped while the pipeline was held back beyond max_buffer", labels,
+                     (double)c->dropped_frames);
+  cs_metrics_counter(pg, "cstream_source_feed_errors_total", "error messages the feed sent", labels,
+                     (double)c->feed_errors);
+  cs_metrics_counter(pg, "cstream_source_connections_total", "WebSocket connections established", labels,
+                     (double)c->connects);
+  cs_metrics_gauge(pg, "cstream_source_queued_bytes", "Bytes of frames queued while the pipeline is held back",
+                   labels, (double)c->qbytes);
+}
+
 static const cs_optdef coinbase_options[] = {
     {"products", CS_OPT_STRINGS, NULL, 1, NULL, "product ids to subscribe to (default {\"BTC-USD\"})"},
     {"channels", CS_OPT_STRINGS, NULL, 1, NULL,
@@ -788,4 +810,5 @@ const cs_source_vt cs_source_coinbase = {
     .stop = coinbase_stop,
     .destroy = coinbase_destroy,
     .on_message = coinbase_on_message,
+    .metrics = coinbase_metrics,
 };

@@ -8,9 +8,10 @@
  * newest clock record's time minus lateness and 1 s of grace — and the
  * pipeline's watermark is the minimum over the assigned partitions
  * (cs_source.external_clock); it never moves back within an assignment.
- * A partition counts as idle only while it is at the end of its log (and
- * the source is not paused by back-pressure); idle partitions are left
- * out of the minimum. When every partition has been idle for `idle`,
+ * A partition counts as idle only once it has been at the end of its log
+ * for `partition_idle` (and the source is not paused by back-pressure) —
+ * never because it is merely lagging; idle partitions are left out of the
+ * minimum. When every partition has been at the end of its log for `idle`,
  * event time goes on with the wall clock, as on a live feed.
  *
  * At least once: offsets are never stored automatically. Per partition the
@@ -79,7 +80,7 @@ typedef struct ksrc {
   char **config;
   size_t nconfig;
   int start_mode, partitions;
-  int64_t start_us, commit_us, idle_us, exit_idle_us, session_us;
+  int64_t start_us, commit_us, idle_us, exit_idle_us, session_us, part_idle_us;
   /* state */
   uv_loop_t *loop;
   cs_kafka *k;
@@ -323,12 +324,19 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic
 
 /* ---------------------------------------------------------------- events */
 
+/* A partition at the end of its log for partition_idle (and not paused)
+ * is idle: it no longer holds the watermark back. Not at once: between two
+ * fetches a busy partition is briefly at the end too. */
+static int lane_idle(const ksrc *s, const lane *l, int64_t now) {
+  return l->eof && !s->paused && now - l->eof_since_us >= s->part_idle_us;
+}
+
 static void update_watermark(ksrc *s) {
-  int64_t min = INT64_MAX;
+  int64_t min = INT64_MAX, now = cs_time_mono_us();
   int active = 0;
   for (size_t i = 0; i < s->nlanes; i++) {
     lane *l = &s->lanes[i];
-    if (l->eof && !s->paused) continue; /* idle: at the end of its log */
+    if (lane_idle(s, l, now)) continue;
     active = 1;
     if (l->wm < min) min = l->wm;
   }
@@ -372,7 +380,6 @@ static void handle(ksrc *s, rd_kafka_message_t *m) {
       l->eof = 1;
       l->eof_since_us = cs_time_mono_us();
       if (l->next < m->offset) l->next = m->offset;
-      update_watermark(s); /* an idle partition leaves the minimum */
     }
     return;
   }
@@ -435,6 +442,7 @@ static void on_tick(uv_timer_t *t) {
   ksrc *s = t->data;
   if (s->stopped || s->ended) return;
   int64_t now = cs_time_mono_us();
+  update_watermark(s); /* partitions idle long enough leave the minimum */
   int all_idle = s->nlanes > 0 && !s->paused;
   int64_t max_wm = s->wm;
   for (size_t i = 0; i < s->nlanes && all_idle; i++) {
@@ -517,6 +525,7 @@ static int ks_init(cs_source *src, const cs_opts *opts, cs_err *err) {
   s->partitions = (int)cs_opts_int(opts, "partitions");
   s->commit_us = cs_opts_int(opts, "commit_interval");
   s->idle_us = cs_opts_int(opts, "idle");
+  s->part_idle_us = cs_opts_int(opts, "partition_idle");
   s->exit_idle_us = cs_opts_int(opts, "exit_idle");
   s->session_us = cs_opts_int(opts, "session_timeout");
   s->wm = INT64_MIN;
@@ -675,6 +684,8 @@ static const cs_optdef kafka_options[] = {
      "seconds since the epoch; message timestamps)"},
     {"partitions", CS_OPT_INTEGER, "4", 0, NULL, "partitions of the topic when the embedded broker creates it"},
     {"commit_interval", CS_OPT_DURATION, "1s", 0, NULL, "how often durable offsets are committed"},
+    {"partition_idle", CS_OPT_DURATION, "1s", 0, NULL,
+     "a partition at the end of its log this long no longer holds the watermark back"},
     {"idle", CS_OPT_DURATION, "3s", 0, NULL,
      "every partition at the end of its log this long: event time goes on with the wall clock; 0: never"},
     {"exit_idle", CS_OPT_DURATION, "0", 0, NULL,

@@ -539,6 +539,7 @@ class ReplayMetrics(Case):
         c.p.send_signal(signal.SIGINT)
         time.sleep(0.3)
         self.assertEqual(c.stop(), 1)  # the second signal gives up the rows
+        self.assertNotIn("Sanitizer", c.err)
 
 
 # ---------------------------------------------------------------- metrics and health of a live run
@@ -778,6 +779,7 @@ class Check(Case):
         path = self.write("s.lua", text)
         p = subprocess.run([CSTREAM, "check", path] + list(args), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                            cwd=self.tmp, timeout=60)
+        self.assertNotIn(b"Sanitizer", p.stderr)  # an ASan/UBSan build reports there
         return p.returncode, p.stdout.decode(), p.stderr.decode()
 
     def test_good_scripts_print_the_topology_and_touch_nothing(self):
@@ -867,6 +869,7 @@ cs.pipeline { name = "p", source = cs.replay { path = "never-opened.jsonl" },
         p = subprocess.run([CSTREAM, "test", spec], stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=self.tmp,
                            timeout=60)
         self.assertFalse(os.path.exists(os.path.join(self.tmp, "never-written.jsonl")))
+        self.assertNotIn(b"Sanitizer", p.stderr)
         return p.returncode, p.stdout.decode(), p.stderr.decode()
 
     def test_rows_late_and_duplicates_with_a_virtual_clock(self):

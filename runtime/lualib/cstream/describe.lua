@@ -30,9 +30,12 @@ end
 -- "cs.replay -> cs.tumbling 30s (lateness 5s) -> cs.jsonl, cs.discard"
 local function flow(p)
   local parts = { "cs." .. p.source.plugin }
-  if p.filter or p.map then parts[#parts + 1] = "Lua " .. (p.filter and p.map and "filter+map" or p.filter and "filter" or "map") end
+  if p.filter or p.map then
+    parts[#parts + 1] = "Lua " .. (p.filter and p.map and "filter+map" or p.filter and "filter" or "map")
+  end
   if p.window then
-    parts[#parts + 1] = string.format("cs.tumbling %s (lateness %s)", fmt(p.window.opts.size), fmt(p.window.opts.lateness))
+    local o = p.window.opts
+    parts[#parts + 1] = string.format("cs.tumbling %s (lateness %s)", fmt(o.size), fmt(o.lateness))
   end
   local sinks = {}
   for _, s in ipairs(p.sinks) do sinks[#sinks + 1] = "cs." .. s.plugin end

@@ -56,7 +56,9 @@ local function to_us(t, level)
     if not us then fail("cstream.test: bad time '" .. t .. "': " .. tostring(why), level + 1) end
     return us
   end
-  if type(t) ~= "number" then fail("cstream.test: a time is an RFC 3339 string or seconds, got " .. type(t), level + 1) end
+  if type(t) ~= "number" then
+    fail("cstream.test: a time is an RFC 3339 string or seconds, got " .. type(t), level + 1)
+  end
   return math.floor(t * 1e6 + 0.5)
 end
 
