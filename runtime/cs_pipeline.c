@@ -625,7 +625,9 @@ static void feed_clock(cs_pipeline *p, int64_t t) {
   if (!p->has_feed || t > p->feed_us) {
     p->has_feed = 1;
     p->feed_us = t;
-    p->feed_wall_us = cs_time_wall_us();
+    /* Only a live feed's clock runs on with the wall clock: replays skip
+     * the clock read (it would be one per trade). */
+    p->feed_wall_us = p->src && p->src->live ? cs_time_wall_us() : 0;
   }
 }
 
