@@ -10,6 +10,7 @@
 
 #include <errno.h>
 #include <libwebsockets.h>
+#include <math.h>
 #include <signal.h>
 #include <stddef.h>
 #include <stdlib.h>
@@ -365,7 +366,8 @@ static int64_t pace(conn *c, int64_t t, int64_t now) {
   double speed = c->ex->o.speed;
   if (c->eof && speed <= 0) speed = 1; /* after the end the clock runs with the wall clock */
   if (speed <= 0) return now;
-  return c->base_wall + (int64_t)((double)(t - c->base_t) / speed);
+  double due = (double)c->base_wall + (double)(t - c->base_t) / speed;
+  return due < (double)(INT64_MAX / 2) ? (int64_t)due : INT64_MAX / 2; /* a tiny speed: "never" */
 }
 
 static void set_clock(conn *c, int64_t t) {
@@ -1661,7 +1663,7 @@ static int parse_num(const char *s, int kind, void *dst) {
   errno = 0;
   if (kind == A_DBL) {
     double d = strtod(s, &end);
-    if (end == s || *end || errno || d != d) return -1;
+    if (end == s || *end || errno || !isfinite(d) || d > 1e12) return -1;
     *(double *)dst = d;
     return 0;
   }

@@ -94,6 +94,7 @@ typedef struct ksrc {
   int64_t idle_since_us, idle_base; /* all partitions idle since (mono), and the watermark then */
   int64_t last_commit_us;
   uint64_t lineno, messages, skipped, clock_msgs, commits, commit_errors, rebalances;
+  int64_t first_us, last_us; /* mono: first and last message */
   cs_log_limiter lim, lim_err;
 } ksrc;
 
@@ -390,7 +391,8 @@ static void handle(ksrc *s, rd_kafka_message_t *m) {
   lane *l = lane_of(s, m->partition);
   if (!l || (l->next >= 0 && m->offset < l->next)) return; /* not ours (any more), or seen */
   l->eof = 0;
-  s->messages++;
+  s->last_us = cs_time_mono_us();
+  if (!s->messages++) s->first_us = s->last_us;
   rd_kafka_timestamp_type_t tst;
   int64_t ts = rd_kafka_message_timestamp(m, &tst);
   if (l->skipping) {
@@ -660,9 +662,13 @@ static void ks_destroy(cs_source *src) {
     commit(s, "stop");
     cs_kafka_destroy(s->k);
     s->k = NULL;
-    cs_info(src->label, "%llu messages, %llu skipped (before start), %llu commits, %llu commit errors, %llu rebalances",
-            (unsigned long long)s->messages, (unsigned long long)s->skipped, (unsigned long long)s->commits,
-            (unsigned long long)s->commit_errors, (unsigned long long)s->rebalances);
+    double span = (double)(s->last_us - s->first_us) / 1e6;
+    cs_info(src->label,
+            "%llu messages in %.3f s from the first to the last (%.0f/s), %llu skipped (before start), %llu commits, "
+            "%llu commit errors, %llu rebalances",
+            (unsigned long long)s->messages, span, span > 0 ? (double)s->messages / span : 0.0,
+            (unsigned long long)s->skipped, (unsigned long long)s->commits, (unsigned long long)s->commit_errors,
+            (unsigned long long)s->rebalances);
   }
   ks_free(s);
 }

@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/python3
 """A minimal Coinbase Exchange feed server written with Debian's
 python3-websockets (asyncio), independent of cstream's own replay exchange:
 for interoperability tests of cstream's WebSocket client against a server

@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/python3
 """End-to-end tests of the replay exchange, `cstream serve-replay`: a real
 server process on loopback, real WebSocket clients (Debian's
 python3-websockets), and what they receive checked exactly against the
@@ -680,6 +680,13 @@ class CommandLine(unittest.TestCase):
             self.assertEqual(p.returncode, 1, p.stderr)
             self.assertIn(b"could not listen", p.stderr)
             s.stop()
+        with tempfile.TemporaryDirectory() as tmp:  # a certificate that does not load
+            bad = os.path.join(tmp, "bad.pem")
+            with open(bad, "w") as f:
+                f.write("not a certificate\n")
+            p = self.run_cmd(SAMPLE, "--cert", bad, "--key", bad)
+            self.assertEqual(p.returncode, 1, p.stderr)
+            self.assertIn(b"with TLS", p.stderr)
 
 
 class PyExchange(unittest.TestCase):

