@@ -226,7 +226,12 @@ class Signals(unittest.TestCase):
             p = subprocess.Popen([CSTREAM, "run", os.path.join(ROOT, "scripts", "replay.lua"),
                                   "input=" + sample, "rate=60", "out=" + out],
                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-            time.sleep(2.5)
+            # Stop it mid-run: once some windows are out (even on a slow,
+            # loaded machine), well before the capture ends (12 s).
+            deadline = time.time() + 20
+            while time.time() < deadline and not (os.path.exists(out) and os.path.getsize(out) > 0):
+                time.sleep(0.05)
+            time.sleep(0.5)
             p.send_signal(signal.SIGINT)
             _, err = p.communicate(timeout=30)
             self.assertEqual(p.returncode, 0, err.decode())
