@@ -213,11 +213,13 @@ static int digits_id(const char *s, size_t n, int64_t *out) {
   return 0;
 }
 
-/* Exchange `match` / `last_match`. */
-static cs_parse_result exchange_trade(cs_parser *p, const cs_json_val *v, uint32_t seen, int is_last,
-                                      const cs_trade **trades, size_t *n, const char **why) {
+/* One trade per message: an Exchange `match`/`last_match` (`side`, the
+ * maker's) or cstream's trade record v1 (`taker_side`). */
+static cs_parse_result single_trade(cs_parser *p, const cs_json_val *v, uint32_t seen, int side_field, int is_last,
+                                    const cs_trade **trades, size_t *n, const char **why) {
+  const char *name = field_names[side_field];
   cs_trade *t = next_trade(p, 0);
-  if (!(seen & (1u << F_SIDE))) return invalid(p, why, "field '%s': missing%s", "side", "");
+  if (!(seen & (1u << side_field))) return invalid(p, why, "field '%s': missing%s", name, "");
   const char *bad = trade_fields(p, v, seen, t);
   if (bad) return invalid(p, why, "%s%s", bad, "");
   if (cs_json_type_of(&v[F_TRADE_ID]) != CS_JSON_INT)
@@ -225,49 +227,22 @@ static cs_parse_result exchange_trade(cs_parser *p, const cs_json_val *v, uint32
   t->trade_id = cs_json_int(&v[F_TRADE_ID]);
   const char *s;
   size_t sl;
-  if (str_field(&v[F_SIDE], &s, &sl) != 0) return invalid(p, why, "field '%s': %s", "side", "not \"buy\" or \"sell\"");
-  /* Coinbase's `side` is the maker's: a resting sell order filled means
-   * the taker bought. */
+  int buy;
+  if (str_field(&v[side_field], &s, &sl) != 0)
+    return invalid(p, why, "field '%s': %s", name, "not \"buy\" or \"sell\"");
   if (sl == 3 && memcmp(s, "buy", 3) == 0)
-    t->taker_side = CS_SIDE_SELL;
+    buy = 1;
   else if (sl == 4 && memcmp(s, "sell", 4) == 0)
-    t->taker_side = CS_SIDE_BUY;
+    buy = 0;
   else
-    return invalid(p, why, "field '%s': %s", "side", "not \"buy\" or \"sell\"");
+    return invalid(p, why, "field '%s': %s", name, "not \"buy\" or \"sell\"");
+  /* Coinbase's `side` is the maker's: a resting sell order filled means
+   * the taker bought. The record's `taker_side` says it directly. */
+  if (side_field == F_SIDE) buy = !buy;
+  t->taker_side = buy ? CS_SIDE_BUY : CS_SIDE_SELL;
   if ((seen & (1u << F_SEQUENCE)) && cs_json_type_of(&v[F_SEQUENCE]) == CS_JSON_INT)
     t->sequence = cs_json_int(&v[F_SEQUENCE]);
   t->last_match = (uint8_t)is_last;
-  p->info.kind = CS_MSG_TRADES;
-  p->info.has_time = 1;
-  p->info.time_us = t->time_us;
-  *trades = p->trades;
-  *n = 1;
-  return CS_PARSE_TRADES;
-}
-
-/* cstream's own trade record, version 1 (cs_row.h). */
-static cs_parse_result record_trade(cs_parser *p, const cs_json_val *v, uint32_t seen, const cs_trade **trades,
-                                    size_t *n, const char **why) {
-  cs_trade *t = next_trade(p, 0);
-  if (cs_json_type_of(&v[F_V]) != CS_JSON_INT || cs_json_int(&v[F_V]) != 1)
-    return invalid(p, why, "field '%s': %s", "v", "unsupported trade record version");
-  const char *bad = trade_fields(p, v, seen, t);
-  if (bad) return invalid(p, why, "%s%s", bad, "");
-  if (cs_json_type_of(&v[F_TRADE_ID]) != CS_JSON_INT)
-    return invalid(p, why, "field '%s': %s", "trade_id", "not a 64-bit JSON integer");
-  t->trade_id = cs_json_int(&v[F_TRADE_ID]);
-  const char *s;
-  size_t sl;
-  if (!(seen & (1u << F_TAKER_SIDE)) || str_field(&v[F_TAKER_SIDE], &s, &sl) != 0)
-    return invalid(p, why, "field '%s': %s", "taker_side", "not \"buy\" or \"sell\"");
-  if (sl == 3 && memcmp(s, "buy", 3) == 0)
-    t->taker_side = CS_SIDE_BUY;
-  else if (sl == 4 && memcmp(s, "sell", 4) == 0)
-    t->taker_side = CS_SIDE_SELL;
-  else
-    return invalid(p, why, "field '%s': %s", "taker_side", "not \"buy\" or \"sell\"");
-  if ((seen & (1u << F_SEQUENCE)) && cs_json_type_of(&v[F_SEQUENCE]) == CS_JSON_INT)
-    t->sequence = cs_json_int(&v[F_SEQUENCE]);
   p->info.kind = CS_MSG_TRADES;
   p->info.has_time = 1;
   p->info.time_us = t->time_us;
@@ -384,7 +359,9 @@ cs_parse_result cs_parse_line(cs_parser *p, const char *line, size_t len, bool p
     if (seen & (1u << F_V)) {
       if (dups & ((1u << (F_TRADE_LAST + 1)) - 1))
         return invalid(p, why, "duplicate key '%s'%s", field_names[__builtin_ctz(dups)], "");
-      return record_trade(p, v, seen, trades, n, why);
+      if (cs_json_type_of(&v[F_V]) != CS_JSON_INT || cs_json_int(&v[F_V]) != 1)
+        return invalid(p, why, "field '%s': %s", "v", "unsupported trade record version");
+      return single_trade(p, v, seen, F_TAKER_SIDE, 0, trades, n, why);
     }
     if (!(seen & (1u << F_CHANNEL)) || str_field(&v[F_CHANNEL], &s, &sl) != 0) return CS_PARSE_OTHER;
     if (seen & (1u << F_TIMESTAMP)) msg_time(p, &v[F_TIMESTAMP]);
@@ -416,5 +393,5 @@ cs_parse_result cs_parse_line(cs_parser *p, const char *line, size_t len, bool p
   }
   uint32_t trade_dups = dups & ((1u << (F_TRADE_LAST + 1)) - 1);
   if (trade_dups) return invalid(p, why, "duplicate key '%s'%s", field_names[__builtin_ctz(trade_dups)], "");
-  return exchange_trade(p, v, seen, tt == 2, trades, n, why);
+  return single_trade(p, v, seen, F_SIDE, tt == 2, trades, n, why);
 }
