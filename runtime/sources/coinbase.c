@@ -459,6 +459,15 @@ static void on_watchdog(uv_timer_t *t) {
   }
 }
 
+/* WebSocket ping after 10 s without valid traffic, and lws's own hangup
+ * after 20 s: a second line of liveness behind the idle watchdog (which
+ * acts sooner with heartbeats on). The backoff fields are unused here:
+ * reconnection is this source's own. */
+static const lws_retry_bo_t ping_policy = {
+    .secs_since_valid_ping = 10,
+    .secs_since_valid_hangup = 20,
+};
+
 static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res) {
   coinbase *c = req->data;
   c->handles_open--;
@@ -491,6 +500,7 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
   ci.local_protocol_name = "cstream-coinbase";
   ci.pwsi = &c->wsi;
   ci.opaque_user_data = c;
+  ci.retry_and_idle_policy = &ping_policy;
   if (c->tls) {
     ci.ssl_connection = LCCSCF_USE_SSL;
     if (c->insecure)
