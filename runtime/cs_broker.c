@@ -264,6 +264,18 @@ static void on_written(uv_write_t *w, int status) {
 
 static void forward(dir *d, const uint8_t *p, size_t n) {
   if (!n || d->c->closing) return;
+  if (!d->queued) { /* nothing waiting: write what the socket takes now */
+    uv_buf_t now = uv_buf_init((char *)p, (unsigned)n);
+    int w = uv_try_write((uv_stream_t *)d->to, &now, 1);
+    if (w > 0) {
+      p += w;
+      n -= (size_t)w;
+      if (!n) return;
+    } else if (w < 0 && w != UV_EAGAIN) {
+      conn_close(d->c);
+      return;
+    }
+  }
   wreq *q = malloc(sizeof *q + n);
   if (!q) {
     conn_close(d->c);

@@ -74,6 +74,7 @@ struct cs_pipeline {
   size_t dmark_head, dmark_n, dmark_cap;
   int64_t durable_wm;
   int64_t max_end; /* latest end of an emitted window */
+  int64_t ext_wm;  /* without a window: the watermark the source moved to */
   cs_gaps *gaps;
   /* The feed's clock: the newest message time seen, and when (wall). */
   int has_feed;
@@ -614,6 +615,9 @@ static void expire_gaps(cs_pipeline *p) {
   int64_t clock;
   if (p->window) {
     if (!cs_window_watermark(p->window, &clock)) return;
+  } else if (p->src->external_clock) { /* the source's watermark: the slowest partition */
+    if (p->ext_wm == INT64_MIN) return;
+    clock = p->ext_wm;
   } else {
     if (!p->has_feed) return;
     clock = p->feed_us;
@@ -765,8 +769,10 @@ static void src_advance(void *ud, int64_t wm) {
   if (p->st != ST_RUNNING) return;
   if (p->window) {
     cs_window_advance(p->window, wm);
-    expire_gaps(p);
+  } else if (wm > p->ext_wm) {
+    p->ext_wm = wm;
   }
+  expire_gaps(p);
   deliver(p);
   mark_durable(p, wm);
 }
@@ -795,10 +801,10 @@ static int external_window(cs_pipeline *p, cs_err *err) {
 
 static void src_reset(void *ud) {
   cs_pipeline *p = ud;
-  if (p->st != ST_RUNNING || !p->window) return;
-  size_t open = cs_window_open_count(p->window);
+  if (p->st != ST_RUNNING) return;
+  size_t open = p->window ? cs_window_open_count(p->window) : 0;
   cs_err err;
-  if (external_window(p, &err) != 0) {
+  if (p->window && external_window(p, &err) != 0) {
     fail(p, "%s", err.msg);
     return;
   }
@@ -810,7 +816,7 @@ static void src_reset(void *ud) {
   cs_gaps_destroy(p->gaps);
   p->gaps = g;
   p->dmark_n = 0;
-  p->durable_wm = INT64_MIN;
+  p->durable_wm = p->ext_wm = INT64_MIN;
   if (open) cs_info(p->label, "%zu open windows dropped (partitions revoked); their trades will be read again", open);
 }
 
@@ -852,7 +858,7 @@ int cs_pipeline_start(cs_pipeline *p, uv_loop_t *loop, cs_pipeline_done_fn on_do
     }
   }
   if (p->src->external_clock) {
-    p->durable_wm = p->max_end = INT64_MIN;
+    p->durable_wm = p->max_end = p->ext_wm = INT64_MIN;
     p->src->floor_us = INT64_MIN;
     p->src->advance = src_advance;
     p->src->reset = src_reset;

@@ -28,21 +28,37 @@ void cs_row_to_json(const cs_row *row, cs_buf *b) {
   cs_buf_append(b, "}", 1);
 }
 
+/* Appends a 64-bit integer in decimal (no printf: this runs per trade). */
+static void put_i64(cs_buf *b, int64_t v) {
+  char tmp[24];
+  char *p = tmp + sizeof tmp;
+  uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+  do {
+    *--p = (char)('0' + u % 10);
+    u /= 10;
+  } while (u);
+  if (v < 0) *--p = '-';
+  cs_buf_append(b, p, (size_t)(tmp + sizeof tmp - p));
+}
+
 void cs_trade_to_json(const cs_trade *t, cs_buf *b) {
   cs_buf_puts(b, "{\"v\":1,\"exchange\":");
   const char *ex = t->exchange ? t->exchange : "coinbase";
   cs_buf_json_str(b, ex, strlen(ex));
   cs_buf_puts(b, ",\"product_id\":");
   cs_buf_json_str(b, t->product_id, t->product_len);
-  cs_buf_printf(b, ",\"trade_id\":%lld,\"price\":", (long long)t->trade_id);
+  cs_buf_puts(b, ",\"trade_id\":");
+  put_i64(b, t->trade_id);
+  cs_buf_puts(b, ",\"price\":");
   cs_buf_json_str(b, t->price_str, t->price_len);
   cs_buf_puts(b, ",\"size\":");
   cs_buf_json_str(b, t->size_str, t->size_len);
   cs_buf_puts(b, t->taker_side == CS_SIDE_BUY ? ",\"taker_side\":\"buy\",\"time\":" : ",\"taker_side\":\"sell\",\"time\":");
   cs_buf_json_str(b, t->time_str, t->time_len);
-  if (t->sequence >= 0)
-    cs_buf_printf(b, ",\"sequence\":%lld", (long long)t->sequence);
-  else
+  if (t->sequence >= 0) {
+    cs_buf_puts(b, ",\"sequence\":");
+    put_i64(b, t->sequence);
+  } else
     cs_buf_puts(b, ",\"sequence\":null");
   if (t->recv_us > 0) {
     char ts[CS_TIME_RFC3339_LEN + 1];

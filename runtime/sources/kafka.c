@@ -48,6 +48,7 @@
 #include "cs_time.h"
 
 #define BUDGET 8192 /* messages per loop turn */
+#define BATCH 512   /* messages taken from librdkafka's queue at once */
 #define TICK_MS 250
 
 enum { START_COMMITTED, START_EARLIEST, START_LATEST, START_TIME };
@@ -69,6 +70,7 @@ typedef struct lane {
   int eof;              /* at the end of its log */
   int64_t eof_since_us; /* mono */
   int skipping;         /* start = time: skipping older messages */
+  int64_t start;        /* the offset (or logical offset) assigned */
   entry *q;             /* ring of entries */
   size_t qhead, qn, qcap;
 } lane;
@@ -95,6 +97,11 @@ typedef struct ksrc {
   int64_t last_commit_us;
   uint64_t lineno, messages, skipped, clock_msgs, commits, commit_errors, rebalances;
   int64_t first_us, last_us; /* mono: first and last message */
+  /* Messages taken from the queue, delivered from bi on (a pause stops
+   * delivery in the middle of a batch). */
+  rd_kafka_message_t *batch[BATCH];
+  size_t bi, bn;
+  uint64_t gen; /* rebalances served */
   cs_log_limiter lim, lim_err;
 } ksrc;
 
@@ -232,8 +239,8 @@ static void assign(ksrc *s, rd_kafka_t *rk, rd_kafka_topic_partition_list_t *par
   s->idle_since_us = 0;
   if (s->start_mode == START_COMMITTED) {
     rd_kafka_resp_err_t e = RD_KAFKA_RESP_ERR_NO_ERROR;
-    for (int attempt = 0; attempt < 5; attempt++) {
-      e = rd_kafka_committed(rk, parts, 10000);
+    for (int attempt = 0; attempt < 3; attempt++) { /* blocks the loop: a rebalance is rare */
+      e = rd_kafka_committed(rk, parts, 5000);
       if (!e) break;
       cs_warn(s->src->label, "reading the committed offsets: %s (attempt %d)", rd_kafka_err2str(e), attempt + 1);
     }
@@ -287,6 +294,7 @@ static void assign(ksrc *s, rd_kafka_t *rk, rd_kafka_topic_partition_list_t *par
         break;
     }
     tp->err = 0;
+    l->start = tp->offset;
     if (ll < sizeof list - 48)
       ll += (size_t)snprintf(list + ll, sizeof list - ll, "%s%d@%s", i ? " " : "", (int)tp->partition,
                              tp->offset >= 0 ? "" : tp->offset == RD_KAFKA_OFFSET_BEGINNING ? "start" : "end");
@@ -309,6 +317,7 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic
                          void *opaque) {
   ksrc *s = cs_kafka_ud(opaque);
   s->rebalances++;
+  s->gen++;
   if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS && !s->stopped && !s->ended) {
     assign(s, rk, parts);
     return;
@@ -425,23 +434,82 @@ static void handle(ksrc *s, rd_kafka_message_t *m) {
 }
 
 /* The consumer queue has events: messages, rebalances, logs, errors. */
+static void drop_batch(ksrc *s) {
+  while (s->bi < s->bn) rd_kafka_message_destroy(s->batch[s->bi++]);
+  s->bi = s->bn = 0;
+}
+
+/* A rebalance was served while a batch was taken from the queue: the batch
+ * may mix messages from before and after it. Drop it and go on from each
+ * partition's own position (rebalances are rare). */
+static void restart_positions(ksrc *s) {
+  drop_batch(s);
+  if (!s->nlanes) return;
+  rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new((int)s->nlanes);
+  for (size_t i = 0; i < s->nlanes; i++)
+    rd_kafka_topic_partition_list_add(list, s->topic, s->lanes[i].partition)->offset =
+        s->lanes[i].next >= 0 ? s->lanes[i].next : s->lanes[i].start;
+  rd_kafka_error_t *e = rd_kafka_seek_partitions(cs_kafka_rk(s->k), list, 0);
+  if (e) {
+    char msg[256];
+    snprintf(msg, sizeof msg, "seeking after a rebalance: %s", rd_kafka_error_string(e));
+    rd_kafka_error_destroy(e);
+    fail_source(s, msg);
+  }
+  rd_kafka_topic_partition_list_destroy(list);
+}
+
 static void ks_wake(void *ud) {
   ksrc *s = ud;
-  rd_kafka_t *rk = cs_kafka_rk(s->k);
   int n = 0;
   while (n < BUDGET && !s->paused && !s->stopped && !s->ended) {
-    rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 0);
-    if (!m) break;
+    if (s->bi == s->bn) {
+      uint64_t gen = s->gen;
+      ssize_t got = rd_kafka_consume_batch_queue(cs_kafka_queue(s->k), 0, s->batch, BATCH);
+      if (got <= 0) {
+        s->bi = s->bn = 0;
+        break;
+      }
+      s->bi = 0;
+      s->bn = (size_t)got;
+      if (s->gen != gen) {
+        restart_positions(s);
+        continue;
+      }
+    }
+    rd_kafka_message_t *m = s->batch[s->bi++];
     n++;
     handle(s, m);
     rd_kafka_message_destroy(m);
   }
   if (!s->stopped && !s->ended) update_watermark(s);
-  if (n == BUDGET && !s->paused) cs_kafka_rewake(s->k);
+  if ((n == BUDGET || s->bi < s->bn) && !s->paused) cs_kafka_rewake(s->k);
+}
+
+/* Paused, the queue is still served now and then — rebalances, errors, and
+ * librdkafka's max.poll.interval.ms — keeping whatever message comes. */
+static void serve_while_paused(ksrc *s) {
+  if (s->bi) {
+    memmove(s->batch, s->batch + s->bi, (s->bn - s->bi) * sizeof *s->batch);
+    s->bn -= s->bi;
+    s->bi = 0;
+  }
+  if (s->bn == BATCH) return;
+  uint64_t gen = s->gen;
+  ssize_t got = rd_kafka_consume_batch_queue(cs_kafka_queue(s->k), 0, s->batch + s->bn, BATCH - s->bn);
+  if (got > 0) s->bn += (size_t)got;
+  if (s->gen != gen) restart_positions(s);
 }
 
 static void on_tick(uv_timer_t *t) {
   ksrc *s = t->data;
+  if (s->stopped || s->ended) return;
+  /* Also when nothing comes: librdkafka counts the time between two polls
+   * (max.poll.interval.ms) and leaves the group when it is too long. */
+  if (s->paused)
+    serve_while_paused(s);
+  else
+    ks_wake(s);
   if (s->stopped || s->ended) return;
   int64_t now = cs_time_mono_us();
   update_watermark(s); /* partitions idle long enough leave the minimum */
@@ -581,7 +649,10 @@ static int ks_start(cs_source *src, uv_loop_t *loop, cs_err *err) {
            cs_kafka_set(conf, "auto.offset.reset", "error", err) ||
            cs_kafka_set(conf, "enable.partition.eof", "true", err) ||
            cs_kafka_set(conf, "partition.assignment.strategy", "range,roundrobin", err) ||
-           cs_kafka_set(conf, "session.timeout.ms", num, err) || cs_kafka_set(conf, "heartbeat.interval.ms", hb, err);
+           cs_kafka_set(conf, "session.timeout.ms", num, err) || cs_kafka_set(conf, "heartbeat.interval.ms", hb, err) ||
+           /* Latency: the embedded broker answers a fetch only after this
+            * long when it had nothing at first, even if data came since. */
+           cs_kafka_set(conf, "fetch.wait.max.ms", "50", err);
   for (size_t i = 0; !rc && i < s->nconfig; i++) {
     const char *eq = strchr(s->config[i], '=');
     char key[256];
@@ -656,6 +727,7 @@ static void ks_stop(cs_source *src) {
 static void ks_destroy(cs_source *src) {
   ksrc *s = src->ctx;
   if (!s) return;
+  drop_batch(s);
   if (s->k) {
     /* What became durable while the sinks drained; then leave the group
      * (the final revoke commits again if anything moved). */
