@@ -628,7 +628,7 @@ class Crash(KafkaCase):
             time.sleep(0.1)
         time.sleep(random.Random(5).uniform(0.2, 0.9))
         agg.send_signal(signal.SIGKILL)
-        agg.wait()
+        agg.communicate()
         before = tr.read(out).count(b"\n")
         self.assertGreater(before, 0)
         agg2 = subprocess.Popen([tr.CSTREAM] + args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
