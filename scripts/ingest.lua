@@ -10,22 +10,32 @@
 --   cstream run scripts/ingest.lua url=ws://127.0.0.1:8765  # a replay exchange (cstream serve-replay)
 --   cstream run scripts/ingest.lua replay=data/sample.jsonl # a capture instead of the live feed
 --
--- Brokers: KAFKA_BROKERS (default 127.0.0.1:9092); topic=trades.
+-- Settings (argument, else environment variable, else default):
+--   brokers     KAFKA_BROKERS     127.0.0.1:9092
+--   topic       KAFKA_TOPIC       trades
+--   partitions  KAFKA_PARTITIONS  4   (only when cstream's own broker creates the topic)
+--   products    PRODUCTS          BTC-USD  (comma-separated)
+--   api         COINBASE_API      exchange (or advanced)
+--   url         COINBASE_URL      the feed's public URL
 local cs = require "cstream"
 
+local function setting(name, env, default)
+  return cs.arg(name, os.getenv(env) or default)
+end
+
 local products = {}
-for p in cs.arg("products", "BTC-USD"):gmatch("[^,]+") do products[#products + 1] = p end
+for p in setting("products", "PRODUCTS", "BTC-USD"):gmatch("[^,%s]+") do products[#products + 1] = p end
 
 local source
 if cs.arg("replay") then
   source = cs.replay { path = cs.arg("replay"), rate = cs.arg("rate", 1) }
 else
   source = cs.coinbase {
-    products = products,
-    api      = cs.arg("api", "exchange"),
-    url      = cs.arg("url"), -- nil: the feed's public URL
-    ca_file  = cs.arg("ca_file"),
-    record   = cs.arg("record"),
+    products      = products,
+    api           = setting("api", "COINBASE_API", "exchange"),
+    url           = setting("url", "COINBASE_URL", nil), -- nil: the feed's public URL
+    ca_file       = cs.arg("ca_file"),
+    record        = cs.arg("record"),
   }
 end
 
@@ -33,8 +43,8 @@ cs.pipeline {
   name   = "ingest",
   source = source,
   sink   = cs.kafka {
-    brokers    = cs.arg("brokers", os.getenv("KAFKA_BROKERS") or "127.0.0.1:9092"),
-    topic      = cs.arg("topic", "trades"),
-    partitions = tonumber(cs.arg("partitions", 4)), -- only when the embedded broker creates the topic
+    brokers    = setting("brokers", "KAFKA_BROKERS", "127.0.0.1:9092"),
+    topic      = setting("topic", "KAFKA_TOPIC", "trades"),
+    partitions = tonumber(setting("partitions", "KAFKA_PARTITIONS", 4)),
   },
 }
