@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # The project's one entry point for people, CI and the Dockerfile:
 #
-#   ./dev.sh main    install what is missing, build, run the main job
-#                    (scripts/replay.lua on the bundled capture)
+#   ./dev.sh main    install what is missing, build, run the main job:
+#                    Coinbase -> embedded Kafka -> 30 s candles -> ClickHouse
+#                    (scripts/pipeline.lua; offline: the bundled capture
+#                    through the replay exchange), then print the candles
+#                    read back from ClickHouse
 #   ./dev.sh test    install what is missing, build (also with ASan/UBSan),
 #                    run every test: C unit tests, busted specs, end-to-end
 #   ./dev.sh deps    install the Debian packages only
@@ -48,15 +51,116 @@ run_tests() {
   (cd "$dir" && ctest --output-on-failure -j 2 --timeout 600)
 }
 
+
+# ---------------------------------------------------------------- main job
+# A ClickHouse server of the project's own (Debian's clickhouse-server, data
+# in .cstream/clickhouse, loopback, a free port) unless CLICKHOUSE_URL names
+# one. Stopped when the main job ends; its data stays for the next run.
+WORK=${CSTREAM_WORK:-.cstream} # the main job's files: ClickHouse's data, logs
+CH_PID=""
+start_clickhouse() {
+  if [ -n "${CLICKHOUSE_URL:-}" ]; then
+    log "using ClickHouse at $CLICKHOUSE_URL (CLICKHOUSE_URL)"
+    return 0
+  fi
+  mkdir -p "$WORK"
+  local out=$WORK/clickhouse.out
+  : >"$out"
+  python3 tests/e2e/clickhouse_server.py --dir "$WORK/clickhouse" >"$out" 2>&1 &
+  CH_PID=$!
+  local i
+  for i in $(seq 1 300); do
+    if grep -q " at http://" "$out"; then break; fi
+    if ! kill -0 "$CH_PID" 2>/dev/null; then cat "$out" >&2; echo "dev.sh: clickhouse-server did not start" >&2; exit 1; fi
+    sleep 0.1
+  done
+  CLICKHOUSE_URL=$(grep -o "http://[0-9.:]*" "$out" | head -1)
+  [ -n "$CLICKHOUSE_URL" ] || { cat "$out" >&2; echo "dev.sh: clickhouse-server did not start in 30 s" >&2; exit 1; }
+  export CLICKHOUSE_URL
+  log "started a local clickhouse-server at $CLICKHOUSE_URL (data in $WORK/clickhouse; stopped at the end)"
+}
+
+stop_clickhouse() {
+  if [ -n "$CH_PID" ] && kill -0 "$CH_PID" 2>/dev/null; then
+    kill -TERM "$CH_PID" 2>/dev/null || true
+    wait "$CH_PID" 2>/dev/null || true
+  fi
+  CH_PID=""
+}
+
+# ch_query SQL: a query over ClickHouse's HTTP interface (user default, or
+# CLICKHOUSE_USER with the password from CLICKHOUSE_PASSWORD, sent as a
+# header so it shows in no process list).
+ch_query() {
+  local auth=()
+  if [ -n "${CLICKHOUSE_PASSWORD:-}" ]; then
+    auth=(-H "X-ClickHouse-User: ${CLICKHOUSE_USER:-default}" -H @<(printf 'X-ClickHouse-Key: %s\n' "$CLICKHOUSE_PASSWORD"))
+  elif [ -n "${CLICKHOUSE_USER:-}" ]; then
+    auth=(-H "X-ClickHouse-User: $CLICKHOUSE_USER")
+  fi
+  curl -sS --fail-with-body "${auth[@]}" "$CLICKHOUSE_URL/" --data-binary "$1"
+}
+
+print_candles() {
+  local db=${CLICKHOUSE_DATABASE:-cstream} since=$1
+  log "candles stored in ClickHouse ($CLICKHOUSE_URL, $db.candles_30s FINAL)"
+  ch_query "SELECT product_id, window_start, trades, open, high, low, close, round(vwap, 2) AS vwap,
+              round(volume, 8) AS volume, round(buy_volume, 8) AS buy_volume, round(sell_volume, 8) AS sell_volume
+            FROM $db.candles_30s FINAL WHERE version >= $since
+            ORDER BY window_start, product_id FORMAT PrettyCompactNoEscapes"
+  ch_query "SELECT concat(toString(count()), ' candles of ', toString(uniqExact(product_id)), ' product(s), ',
+              toString(sum(trades)), ' trades') FROM $db.candles_30s FINAL WHERE version >= $since"
+}
+
+# Is Coinbase's feed reachable? A TCP connection within 5 s.
+online() {
+  [ "${CSTREAM_OFFLINE:-0}" != 1 ] || return 1
+  timeout 5 bash -c 'exec 3<>/dev/tcp/ws-feed.exchange.coinbase.com/443' 2>/dev/null
+}
+
+main_job() {
+  CSTREAM=${CSTREAM:-./build/cstream}
+  trap stop_clickhouse EXIT
+  start_clickhouse
+  local since
+  since=$(($(date +%s) * 1000000))
+  if online; then
+    local secs=${DURATION:-120}
+    log "live: Coinbase (${PRODUCTS:-BTC-USD}) -> embedded Kafka -> 30 s candles -> ClickHouse for ${secs} s (DURATION=0: until Ctrl-C)"
+    if [ "$secs" = 0 ]; then
+      $CSTREAM run scripts/pipeline.lua || true
+    else
+      timeout -s INT "$secs" $CSTREAM run scripts/pipeline.lua || true
+    fi
+  else
+    log "ws-feed.exchange.coinbase.com:443 is not reachable: the same topology on the bundled capture
+   (data/sample.jsonl, served by the replay exchange at 60x real time: cstream serve-replay)"
+    local ex=$WORK/exchange.out
+    mkdir -p "$WORK"
+    $CSTREAM serve-replay data/sample.jsonl --speed 60 --linger 2 --exit-when-done >"$ex" 2>"$WORK/exchange.err" &
+    local ex_pid=$! port="" i
+    for i in $(seq 1 100); do
+      port=$(sed -n 's/^listening port=//p' "$ex")
+      [ -n "$port" ] && break
+      sleep 0.1
+    done
+    [ -n "$port" ] || { cat "$WORK/exchange.err" >&2; echo "dev.sh: the replay exchange did not start" >&2; exit 1; }
+    $CSTREAM run scripts/pipeline.lua url="ws://127.0.0.1:$port" products=BTC-USD,ETH-USD \
+      exit_on_close=true exit_idle=3s
+    wait "$ex_pid" || true
+  fi
+  print_candles "$since"
+}
+
 case "${1:-}" in
   deps) deps ;;
   build) deps && build build ;;
   main)
-    deps
+    deps curl
     build build
-    log "cstream run scripts/replay.lua (data/sample.jsonl -> 30 s candles)"
-    ./build/cstream run scripts/replay.lua
+    main_job
     ;;
+  main-run) main_job ;; # the main job alone: no install, no build (CSTREAM=path/to/cstream; tests)
   test)
     deps
     build build

@@ -75,6 +75,9 @@ typedef struct coinbase {
   cb_state st;
   int stopping, paused;
   int drop_pending; /* close the connection at the next WRITEABLE */
+  int exit_on_close;  /* option: a normal close by the server ends the input */
+  int close_code;     /* of the server's close frame on this connection; 0: none */
+  int ending;         /* the input ends once the queued frames are delivered */
   unsigned attempt;
   int64_t connected_at, last_frame_us, subscribe_sent_us;
   char ip[64];
@@ -204,6 +207,7 @@ static int coinbase_init(cs_source *src, const cs_opts *opts, cs_err *err) {
   }
   c->insecure = (int)cs_opts_int(opts, "insecure");
   c->deflate = (int)cs_opts_int(opts, "deflate");
+  c->exit_on_close = (int)cs_opts_int(opts, "exit_on_close");
   c->subscribe_timeout_us = cs_opts_int(opts, "subscribe_timeout");
   c->backoff_max_us = cs_opts_int(opts, "reconnect_max");
   if (cs_opts_get(opts, "idle_timeout")->set)
@@ -365,6 +369,10 @@ static void drain_queue(coinbase *c) {
     deliver(c, q->data, q->len, q->recv_us);
     free(q);
   }
+  if (c->ending == 1 && !c->qhead && !c->paused && !c->stopping) {
+    c->ending = 2;
+    c->src->on_end(c->src->ud);
+  }
 }
 
 static void frame_done(coinbase *c) {
@@ -509,6 +517,7 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
   }
   c->st = ST_CONNECTING;
   c->close_reason[0] = 0;
+  c->close_code = 0;
   cs_debug(c->src->label, "connecting to %s (%s port %d)", c->url, c->ip, c->port);
   if (!lws_client_connect_via_info(&ci) && c->st == ST_CONNECTING) {
     c->wsi = NULL;
@@ -642,12 +651,24 @@ static int on_lws(struct lws *wsi, enum lws_callback_reasons reason, void *user,
     case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE: {
       const unsigned char *b = in;
       int code = len >= 2 ? (b[0] << 8 | b[1]) : 1005;
+      c->close_code = code;
       snprintf(c->close_reason, sizeof c->close_reason, "closed by the server (code %d%s%.*s)", code,
                len > 2 ? ": " : "", len > 2 ? (int)(len - 2 > 100 ? 100 : len - 2) : 0, len > 2 ? (const char *)b + 2 : "");
       return 0;
     }
     case LWS_CALLBACK_CLIENT_CLOSED: {
       c->wsi = NULL;
+      if (c->exit_on_close && c->close_code == 1000 && c->st == ST_STREAMING && !c->stopping) {
+        /* A replay exchange at the end of its capture: the input ends here
+         * (the live feed never closes with 1000 on its own). */
+        cs_info(c->src->label, "%s; exit_on_close: the input ends", c->close_reason);
+        c->src->connected = 0;
+        c->st = ST_WAITING;
+        uv_timer_stop(&c->watchdog);
+        c->ending = 1;
+        drain_queue(c);
+        return 0;
+      }
       char why[200];
       snprintf(why, sizeof why, "%s", c->close_reason[0] ? c->close_reason : "connection lost (closed without a close frame)");
       if (c->st == ST_SUBSCRIBING && !c->close_reason[0])
@@ -805,6 +826,8 @@ static const cs_optdef coinbase_options[] = {
     {"max_skew", CS_OPT_DURATION, "5s", 0, NULL, "a trade stamped further ahead of the wall clock is invalid"},
     {"record", CS_OPT_STRING, NULL, 1, NULL,
      "write every received frame to this file, one per line; strftime patterns (UTC) rotate it, .gz compresses"},
+    {"exit_on_close", CS_OPT_BOOLEAN, "false", 0, NULL,
+     "end the input when the server closes normally (code 1000, e.g. cstream serve-replay --linger) instead of reconnecting"},
     {"max_frame", CS_OPT_INTEGER, "16777216", 0, NULL, "largest frame accepted, bytes; larger ones are counted invalid"},
     {"max_buffer", CS_OPT_INTEGER, "67108864", 0, NULL,
      "bytes of frames kept while the pipeline is held back; beyond it frames are dropped and counted"},

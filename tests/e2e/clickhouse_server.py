@@ -237,6 +237,9 @@ def main():
     why = available()
     if why:
         sys.exit(why)
+    def interrupted(*_):
+        raise KeyboardInterrupt
+    signal.signal(signal.SIGTERM, interrupted)  # SIGTERM too stops the server with us
     with ClickHouseServer(a.dir, http_port=a.port) as ch:
         print("clickhouse-server %s at %s (dir %s); Ctrl-C stops it" % (
             ch.query("SELECT version()").strip(), ch.url, ch.dir), flush=True)

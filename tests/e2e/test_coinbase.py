@@ -462,6 +462,30 @@ class ReplayExchange(Case):
         self.check_prefix(got, want)
         self.assertGreater(c.summary["late"] + c.summary["duplicates"], 0)
 
+    def test_exit_on_close_ends_with_every_window(self):
+        # The exchange closes normally (1000) at the end of its capture: with
+        # exit_on_close the input ends and every window is emitted.
+        port = self.serve("--linger", "0.5")
+        c = self.client("ws://127.0.0.1:%d" % port, extra=", exit_on_close = true")
+        try:
+            c.p.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.fail("exit_on_close: still running after the exchange closed: " + c.err_so_far()[-2000:])
+        self.assertEqual(c.stop(), 0, c.err[-2000:])
+        self.assertIn("exit_on_close: the input ends", c.err)
+        self.assertEqual(c.summary["open_windows"], 0)
+        self.assertRows(c.rows(), self.replay_rows())
+
+    def test_exit_on_close_reconnects_after_other_close_codes(self):
+        # 1001 ("going away") is not the end of the feed: reconnect.
+        port = self.serve("--close-after", "200", "--close-code", "1001")
+        c = self.client("ws://127.0.0.1:%d" % port, extra=", exit_on_close = true")
+        self.assertIsNotNone(c.wait_log(r"code 1001.*reconnecting"), c.err_so_far())
+        self.assertIsNotNone(c.wait_log(r"subscribed to 2 product\(s\)[\s\S]*subscribed to 2 product"),
+                             c.err_so_far())
+        self.assertIsNone(c.p.poll(), "the source ended on close code 1001")
+        self.assertEqual(c.stop(), 0, c.err[-2000:])
+
     def test_skipped_ids_are_reported_as_one_gap(self):
         # Trade ids of BTC-USD in the sample, to skip a stretch in the middle.
         ids = [json.loads(l)["trade_id"] for l in open(SAMPLE) if '"match"' in l and '"BTC-USD"' in l]
