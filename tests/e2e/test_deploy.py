@@ -236,6 +236,11 @@ class Compose(unittest.TestCase):
             self.assertEqual(host_port, "", "fixed host port %r: replicas would collide" % spec)
         # One consumer group for every replica.
         self.assertTrue(service_env(svc)["KAFKA_GROUP"])
+        # Replicas from the environment; never more than the topic has partitions by default.
+        cmd = self.cfg["services"]["kafka-init"]["command"]
+        self.assertLessEqual(int(svc.get("scale", 1)), int(cmd[cmd.index("--partitions") + 1]))
+        cfg = config(AGGREGATE_REPLICAS="3")
+        self.assertEqual(cfg["services"]["cstream-aggregate"].get("scale"), 3)
 
     def test_settings_match_the_scripts(self):
         svcs = self.cfg["services"]
