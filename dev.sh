@@ -11,20 +11,33 @@
 #   ./dev.sh deps    install the Debian packages only
 #   ./dev.sh build   configure and build into build/
 #   ./dev.sh bench   run the benchmarks in bench/
+#   ./dev.sh deps-build        install the build dependencies only (Dockerfile)
+#   ./dev.sh deps-runtime      install the run-time packages only (Dockerfile)
+#   ./dev.sh runtime-packages  print the run-time package list
 set -euo pipefail
 cd "$(dirname "$0")"
 
 # Build and run-time dependencies: Debian 12 packages only.
 BUILD_DEPS="build-essential cmake pkg-config libluajit-5.1-dev libuv1-dev libsimdjson-dev zlib1g-dev libwebsockets-dev libcurl4-openssl-dev librdkafka-dev"
-RUN_DEPS="lua-cjson libwebsockets-evlib-uv"
-TEST_DEPS="lua-busted python3 python3-websockets openssl clickhouse-server kcat python3-prometheus-client"
+RUN_DEPS="lua-cjson libwebsockets-evlib-uv ca-certificates"
+TEST_DEPS="lua-busted python3 python3-websockets openssl clickhouse-server kcat python3-prometheus-client docker-compose"
+# What the binary needs to run, and nothing else (the Dockerfile's runtime
+# image): the packages of the shared libraries it links (readelf -d
+# build/cstream), and RUN_DEPS: libwebsockets' libuv plugin, which it
+# dlopens (ldd does not show it), lua-cjson for Lua aggregates, the CA
+# certificates TLS is verified against. tests/e2e/test_deploy.py checks this
+# list against ldd.
+RUNTIME_LIBS="libluajit-5.1-2 libuv1 libsimdjson14 zlib1g libwebsockets17 libcurl4 librdkafka1 libstdc++6"
 BENCH_DEPS="time clickhouse-client"
 
 log() { printf '\n== %s\n' "$*" >&2; }
 
-deps() {
+deps() { install_missing $BUILD_DEPS $RUN_DEPS $TEST_DEPS "$@"; }
+
+# install_missing PACKAGE...: apt-get install those not installed yet.
+install_missing() {
   local missing=()
-  for p in $BUILD_DEPS $RUN_DEPS $TEST_DEPS "$@"; do
+  for p in "$@"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
   done
   if [ ${#missing[@]} -eq 0 ]; then return 0; fi
@@ -154,7 +167,10 @@ main_job() {
 
 case "${1:-}" in
   deps) deps ;;
-  build) deps && build build ;;
+  build) install_missing $BUILD_DEPS && build build ;;
+  deps-build) install_missing $BUILD_DEPS ;;
+  deps-runtime) install_missing $RUNTIME_LIBS $RUN_DEPS ;;
+  runtime-packages) echo $RUNTIME_LIBS $RUN_DEPS ;;
   main)
     deps curl
     build build
@@ -174,7 +190,7 @@ case "${1:-}" in
     bash bench/run.sh
     ;;
   *)
-    sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'
     exit 2
     ;;
 esac
