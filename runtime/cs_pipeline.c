@@ -571,7 +571,7 @@ static void process_trade(cs_pipeline *p, cs_trade *t) {
   }
   cs_window_verdict verdict = cs_window_add(p->window, t);
   if (t->recv_us && verdict >= 0) {
-    int64_t now = cs_time_wall_us();
+    int64_t now = p->src->now_us ? p->src->now_us : cs_time_wall_us();
     cs_hist_add(&p->stats.frame_to_window, now - t->recv_us);
     if (verdict == CS_WIN_ACCEPTED || verdict == CS_WIN_UPDATED)
       cs_hist_add(&p->stats.exchange_to_window, now - t->time_us);

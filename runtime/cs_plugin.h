@@ -93,6 +93,10 @@ struct cs_source {
   /* Wall-clock time (µs) the source received the line it is delivering,
    * 0 when unknown (replays): trades carry it as recv_time. */
   int64_t recv_us;
+  /* Optional: the wall clock (µs) as the source read it when it took the
+   * batch of lines it is delivering, so that the pipeline does not read
+   * the clock for each trade's latency figures; 0: the pipeline reads it. */
+  int64_t now_us;
   /* Set by the pipeline before start. */
   void *ud;
   /* One message. `padded`: CS_JSON_PADDING readable bytes follow it.

@@ -88,6 +88,8 @@ typedef struct ksrc {
   cs_kafka *k;
   lane *lanes;
   size_t nlanes;
+  int32_t *lane_at; /* partition -> index in lanes, -1: not assigned */
+  size_t nlane_at;
   int paused, stopped, ended, assigned_once;
   rd_kafka_message_t *cur; /* the message being delivered (for where()) */
   uv_timer_t tick;
@@ -101,6 +103,7 @@ typedef struct ksrc {
    * delivery in the middle of a batch). */
   rd_kafka_message_t *batch[BATCH];
   size_t bi, bn;
+  int64_t batch_us; /* mono: when the batch was taken */
   uint64_t gen; /* rebalances served */
   cs_log_limiter lim, lim_err;
 } ksrc;
@@ -108,16 +111,31 @@ typedef struct ksrc {
 /* ----------------------------------------------------------------- lanes */
 
 static lane *lane_of(ksrc *s, int32_t partition) {
-  for (size_t i = 0; i < s->nlanes; i++)
-    if (s->lanes[i].partition == partition) return &s->lanes[i];
-  return NULL;
+  if (partition < 0 || (size_t)partition >= s->nlane_at || s->lane_at[partition] < 0) return NULL;
+  return &s->lanes[s->lane_at[partition]];
 }
 
 static void lanes_clear(ksrc *s) {
   for (size_t i = 0; i < s->nlanes; i++) free(s->lanes[i].q);
   free(s->lanes);
+  free(s->lane_at);
   s->lanes = NULL;
-  s->nlanes = 0;
+  s->lane_at = NULL;
+  s->nlanes = s->nlane_at = 0;
+}
+
+/* The partition -> lane index, once the lanes are set. 0 or -1. */
+static int index_lanes(ksrc *s) {
+  size_t n = 0;
+  for (size_t i = 0; i < s->nlanes; i++)
+    if (s->lanes[i].partition >= 0 && (size_t)s->lanes[i].partition + 1 > n) n = (size_t)s->lanes[i].partition + 1;
+  if (!n) return 0;
+  if (!(s->lane_at = malloc(n * sizeof *s->lane_at))) return -1;
+  s->nlane_at = n;
+  for (size_t i = 0; i < n; i++) s->lane_at[i] = -1;
+  for (size_t i = 0; i < s->nlanes; i++)
+    if (s->lanes[i].partition >= 0) s->lane_at[s->lanes[i].partition] = (int32_t)i;
+  return 0;
 }
 
 static int lane_push(lane *l, int64_t offset, int64_t end, uint64_t seq) {
@@ -301,6 +319,11 @@ static void assign(ksrc *s, rd_kafka_t *rk, rd_kafka_topic_partition_list_t *par
     if (ll < sizeof list - 24 && tp->offset >= 0)
       ll += (size_t)snprintf(list + ll, sizeof list - ll, "%lld", (long long)tp->offset);
   }
+  if (index_lanes(s) != 0) {
+    rd_kafka_assign(rk, NULL);
+    fail_source(s, "out of memory");
+    return;
+  }
   rd_kafka_resp_err_t e = rd_kafka_assign(rk, parts);
   if (e) {
     char msg[256];
@@ -342,10 +365,11 @@ static int lane_idle(const ksrc *s, const lane *l, int64_t now) {
 }
 
 static void update_watermark(ksrc *s) {
-  int64_t min = INT64_MAX, now = cs_time_mono_us();
+  int64_t min = INT64_MAX, now = 0;
   int active = 0;
   for (size_t i = 0; i < s->nlanes; i++) {
     lane *l = &s->lanes[i];
+    if (l->eof && !now) now = cs_time_mono_us(); /* only then: a clock read costs */
     if (lane_idle(s, l, now)) continue;
     active = 1;
     if (l->wm < min) min = l->wm;
@@ -400,8 +424,7 @@ static void handle(ksrc *s, rd_kafka_message_t *m) {
   lane *l = lane_of(s, m->partition);
   if (!l || (l->next >= 0 && m->offset < l->next)) return; /* not ours (any more), or seen */
   l->eof = 0;
-  s->last_us = cs_time_mono_us();
-  if (!s->messages++) s->first_us = s->last_us;
+  if (!s->messages++) s->first_us = s->batch_us;
   rd_kafka_timestamp_type_t tst;
   int64_t ts = rd_kafka_message_timestamp(m, &tst);
   if (l->skipping) {
@@ -462,6 +485,8 @@ static void restart_positions(ksrc *s) {
 static void ks_wake(void *ud) {
   ksrc *s = ud;
   int n = 0;
+  s->batch_us = cs_time_mono_us();
+  s->src->now_us = cs_time_wall_us();
   while (n < BUDGET && !s->paused && !s->stopped && !s->ended) {
     if (s->bi == s->bn) {
       uint64_t gen = s->gen;
@@ -472,6 +497,10 @@ static void ks_wake(void *ud) {
       }
       s->bi = 0;
       s->bn = (size_t)got;
+      /* One clock read per batch, not per message: the wall clock for the
+       * latency figures, the monotonic one for the rate. */
+      s->batch_us = cs_time_mono_us();
+      s->src->now_us = cs_time_wall_us();
       if (s->gen != gen) {
         restart_positions(s);
         continue;
@@ -482,6 +511,7 @@ static void ks_wake(void *ud) {
     handle(s, m);
     rd_kafka_message_destroy(m);
   }
+  if (n && s->messages) s->last_us = cs_time_mono_us();
   if (!s->stopped && !s->ended) update_watermark(s);
   if ((n == BUDGET || s->bi < s->bn) && !s->paused) cs_kafka_rewake(s->k);
 }
