@@ -64,6 +64,11 @@ struct cs_pipeline {
   cs_pipeline_done_fn on_done;
   void *done_ud;
   uint64_t lineno; /* line being processed, for messages */
+  /* A sink forwards exchange frames (cs_sink.frames): the line being
+   * processed, and the batch index of the trade that carries it. */
+  int want_frames;
+  const char *frame;
+  size_t frame_len, frame_carrier;
   char where[128];  /* the line's position, for messages (at()) */
   /* Sources with their own event clock: what each advance emitted, to
    * find the durable watermark (src_durable). */
@@ -565,6 +570,11 @@ static void process_trade(cs_pipeline *p, cs_trade *t) {
   if (!p->window) {
     /* No window: every valid trade goes to the sinks, as it came. */
     p->stats.trades++;
+    if (p->want_frames && p->frame_carrier == SIZE_MAX) { /* the frame rides with its first trade */
+      p->frame_carrier = p->batch.n;
+      t->frame = p->frame;
+      t->frame_len = (uint32_t)p->frame_len;
+    }
     if (recs_add_trades(&p->batch, &t, 1) != 0) fail(p, "out of memory keeping %s", "trades");
     if (ext) p->src->result.seq = p->stats.trades;
     return;
@@ -704,6 +714,9 @@ static void on_line(void *ud, const char *line, size_t len, int padded, uint64_t
     cs_log_limited(&p->lim_invalid, CS_LOG_WARN, p->label, "%s: %u invalid trades in the batch: %s",
                    at(p), info->invalid_trades, info->invalid_reason);
   }
+  p->frame = line;
+  p->frame_len = len;
+  p->frame_carrier = SIZE_MAX;
   for (size_t i = 0; i < n && p->st == ST_RUNNING; i++) {
     cs_trade t = trades[i];
     t.recv_us = p->src->recv_us;
@@ -728,6 +741,8 @@ static void on_line(void *ud, const char *line, size_t len, int padded, uint64_t
                      CS_GAPS_MAX_JUMP);
     process_trade(p, &t);
   }
+  if (p->frame_carrier != SIZE_MAX && p->frame_carrier < p->batch.n && p->batch.trades)
+    p->batch.trades[p->frame_carrier]->frame_trades = (uint32_t)(p->batch.n - p->frame_carrier);
   expire_gaps(p);
   deliver(p);
 }
@@ -834,6 +849,21 @@ int cs_pipeline_start(cs_pipeline *p, uv_loop_t *loop, cs_pipeline_done_fn on_do
     if (!p->window && !p->sinks[i].sink->vt->write_trades)
       return cs_err_set(err, "%s: %s takes window rows only, and this pipeline has no window", p->label,
                         p->sinks[i].sink->label);
+  for (size_t i = 0; i < p->nsinks; i++) {
+    const cs_sink *k = p->sinks[i].sink;
+    const char *no = NULL;
+    if (!k->frames) continue;
+    if (p->window)
+      no = "a pipeline with a window (the sink would get window rows)";
+    else if (p->has_hooks)
+      no = "Lua filter/map hooks (a forwarded frame cannot show what they dropped or changed)";
+    else if (!p->src->vt->frames)
+      no = "this source: its messages are not exchange frames as received";
+    if (no)
+      return cs_err_set(err, "%s: %s forwards exchange frames (%s), which cannot work with %s", p->label, k->label,
+                        k->frames, no);
+    p->want_frames = 1;
+  }
   if (p->src->external_clock && p->window && external_window(p, err) != 0) return -1;
   p->on_done = on_done;
   p->done_ud = ud;

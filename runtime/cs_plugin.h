@@ -79,6 +79,9 @@ typedef struct cs_source_vt {
   /* Optional: names the message being delivered, for log lines instead of
    * its line number ("trades [2] offset 1234"); returns 0, or -1. */
   int (*where)(const cs_source *src, char *buf, size_t size);
+  /* 1: each line is an exchange frame exactly as received (cs.coinbase,
+   * cs.replay of a capture), which a sink may forward (cs_sink.frames). */
+  int frames;
 } cs_source_vt;
 
 struct cs_source {
@@ -180,6 +183,12 @@ struct cs_sink {
   void (*on_ready)(void *ud, cs_sink *sink);
   /* Set by the pipeline: the feed's clock now (cs_sink_feed_clock). */
   int (*feed_clock)(void *ud, int64_t *now_us);
+  /* Set by the sink at init when it forwards each trade's exchange frame
+   * (cs_trade.frame) instead of the trade: the option that asks for it,
+   * for messages (`option 'value' = "raw"`); NULL otherwise. The pipeline
+   * then refuses to start without a source of frames (cs_source_vt.frames),
+   * with a window, or with Lua hooks (a frame cannot show what they did). */
+  const char *frames;
 };
 
 /* An asynchronous sink acknowledges its oldest n unacknowledged records. */
