@@ -669,13 +669,16 @@ static void on_line(void *ud, const char *line, size_t len, int padded, uint64_t
   if (p->st != ST_RUNNING) return;
   p->stats.lines++;
   p->lineno = lineno;
-  if (p->src->external_clock) p->src->result = (cs_line_result){INT64_MIN, INT64_MIN, 0};
+  if (p->src->external_clock) p->src->result = (cs_line_result){INT64_MIN, INT64_MIN, 0, CS_LINE_INVALID};
   if (reject) {
     p->stats.invalid++;
     cs_log_limited(&p->lim_invalid, CS_LOG_WARN, p->label, "%s: invalid: %s", at(p), reject);
     return;
   }
-  if (len == 0) return; /* an empty line carries nothing */
+  if (len == 0) { /* an empty line carries nothing */
+    p->src->result.kind = CS_LINE_OTHER;
+    return;
+  }
   const cs_trade *trades;
   size_t n;
   const char *why;
@@ -700,7 +703,9 @@ static void on_line(void *ud, const char *line, size_t len, int padded, uint64_t
     p->src->vt->on_message(p->src, info);
   if (r == CS_PARSE_OTHER) {
     p->stats.ignored++;
+    p->src->result.kind = CS_LINE_OTHER;
     if (p->src->external_clock && info->has_time && strcmp(cs_parse_last_type(p->parser), "clock") == 0) {
+      p->src->result.kind = CS_LINE_CLOCK;
       /* A clock record (cs.kafka sink): the feed's clock, as heartbeats on a live feed. */
       int64_t wm = info->time_us - p->wconf.lateness_us - CS_PIPELINE_GRACE_US;
       if (wm > p->src->result.wm_us) p->src->result.wm_us = wm;
@@ -709,6 +714,7 @@ static void on_line(void *ud, const char *line, size_t len, int padded, uint64_t
     deliver(p);
     return;
   }
+  p->src->result.kind = CS_LINE_TRADES;
   if (info->invalid_trades) {
     p->stats.invalid += info->invalid_trades;
     cs_log_limited(&p->lim_invalid, CS_LOG_WARN, p->label, "%s: %u invalid trades in the batch: %s",

@@ -50,7 +50,9 @@ typedef struct cs_line_result {
                      durable once the durable watermark (cs_source.durable) reaches it */
   uint64_t seq;   /* ... and once every sink has acknowledged this many records (rows, or trades
                      without a window): set when the line's trades were emitted at once */
+  int kind;       /* what the line was: CS_LINE_* */
 } cs_line_result;
+enum { CS_LINE_TRADES = 0, CS_LINE_INVALID = 1, CS_LINE_OTHER = 2, CS_LINE_CLOCK = 3 };
 struct cs_msg_info; /* cs_parse.h */
 struct cs_metrics_page; /* cs_metrics.h */
 typedef struct cs_sink cs_sink;

@@ -44,6 +44,7 @@
 
 #include "cs_kafka.h"
 #include "cs_log.h"
+#include "cs_metrics.h"
 #include "cs_plugin.h"
 #include "cs_time.h"
 
@@ -66,6 +67,8 @@ typedef struct lane {
   int64_t wm;        /* the partition's watermark, INT64_MIN: none */
   int64_t floor;     /* restored durable watermark, INT64_MIN: none */
   int64_t committed; /* last offset committed (or found committed) */
+  int64_t confirmed; /* last offset the broker confirmed committed (or found committed), -1: none */
+  uint64_t messages; /* handled, for metrics */
   int64_t committed_wm;
   int eof;              /* at the end of its log */
   int64_t eof_since_us; /* mono */
@@ -98,6 +101,7 @@ typedef struct ksrc {
   int64_t idle_since_us, idle_base; /* all partitions idle since (mono), and the watermark then */
   int64_t last_commit_us;
   uint64_t lineno, messages, skipped, clock_msgs, commits, commit_errors, rebalances;
+  uint64_t assignments, revocations, invalid, non_trades, out_of_range, errors;
   int64_t first_us, last_us; /* mono: first and last message */
   /* Messages taken from the queue, delivered from bi on (a pause stops
    * delivery in the middle of a batch). */
@@ -226,6 +230,11 @@ static void commit_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic_pa
                    rd_kafka_err2str(err));
   } else {
     s->commits++;
+    for (int i = 0; offsets && i < offsets->cnt; i++) {
+      lane *l = lane_of(s, offsets->elems[i].partition);
+      if (l && offsets->elems[i].offset >= 0 && offsets->elems[i].offset > l->confirmed)
+        l->confirmed = offsets->elems[i].offset;
+    }
   }
 }
 
@@ -289,11 +298,11 @@ static void assign(ksrc *s, rd_kafka_t *rk, rd_kafka_topic_partition_list_t *par
     lane *l = &s->lanes[i];
     l->partition = tp->partition;
     l->wm = l->floor = l->committed_wm = INT64_MIN;
-    l->next = l->committed = -1;
+    l->next = l->committed = l->confirmed = -1;
     switch (s->start_mode) {
       case START_COMMITTED:
         if (tp->offset >= 0) {
-          l->next = l->committed = tp->offset;
+          l->next = l->committed = l->confirmed = tp->offset;
           l->floor = l->committed_wm = parse_meta(tp);
           l->wm = l->floor;
         } else {
@@ -341,6 +350,8 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic
   ksrc *s = cs_kafka_ud(opaque);
   s->rebalances++;
   s->gen++;
+  if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) s->assignments++;
+  else s->revocations++;
   if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS && !s->stopped && !s->ended) {
     assign(s, rk, parts);
     return;
@@ -387,6 +398,7 @@ static void handle_error(ksrc *s, rd_kafka_message_t *m) {
   switch (m->err) {
     case RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET:
     case RD_KAFKA_RESP_ERR_OFFSET_OUT_OF_RANGE:
+      s->out_of_range++;
       snprintf(msg, sizeof msg,
                "%s [%d]: offset %lld is no longer on the broker (trimmed, or deleted by retention; the embedded "
                "broker keeps only the newest ~5 MiB per partition): messages were lost before they were "
@@ -402,6 +414,7 @@ static void handle_error(ksrc *s, rd_kafka_message_t *m) {
       fail_source(s, msg);
       return;
     default:
+      s->errors++;
       cs_log_limited(&s->lim_err, CS_LOG_WARN, s->src->label, "%s [%d]: %s", topic, (int)m->partition,
                      rd_kafka_message_errstr(m));
   }
@@ -442,6 +455,10 @@ static void handle(ksrc *s, rd_kafka_message_t *m) {
   s->cur = NULL;
   if (s->ended || s->stopped) return;
   const cs_line_result *r = &s->src->result;
+  l->messages++;
+  if (r->kind == CS_LINE_INVALID) s->invalid++;
+  else if (r->kind == CS_LINE_OTHER) s->non_trades++;
+  else if (r->kind == CS_LINE_CLOCK) s->clock_msgs++;
   if (r->wm_us > l->wm) {
     /* As on a single stream, the watermark moves with each message: the
      * next one is judged by it. Only the slowest partition can move it. */
@@ -782,6 +799,51 @@ static int ks_where(const cs_source *src, char *buf, size_t size) {
   return 0;
 }
 
+static void ks_metrics(const cs_source *src, cs_metrics_page *pg, const char *labels) {
+  const ksrc *s = src->ctx;
+#define C(name, help, v) cs_metrics_counter(pg, "cstream_kafka_source_" name, help, labels, (double)(v))
+  C("messages_total", "Messages consumed and handed to the pipeline (before start: skipped, not counted)",
+    s->messages);
+  C("invalid_messages_total", "Messages that are not valid JSON or hold no valid trade (counted invalid; logged)",
+    s->invalid);
+  C("non_trade_messages_total", "Well-formed messages that are not trades (counted ignored; clock records apart)",
+    s->non_trades);
+  C("clock_records_total", "Clock records read (the feed's clock, written by a cs.kafka sink)", s->clock_msgs);
+  C("skipped_messages_total", "Messages older than start = <time>, skipped", s->skipped);
+  C("commits_total", "Offset commits the broker confirmed", s->commits);
+  C("commit_errors_total", "Offset commits that failed (retried with the next one)", s->commit_errors);
+  C("assignments_total", "Partition assignments (rebalances)", s->assignments);
+  C("revocations_total", "Partition revocations (rebalances: open windows dropped, read again)", s->revocations);
+  C("offset_out_of_range_total", "Offsets no longer on the broker (each stops the pipeline)", s->out_of_range);
+  C("errors_total", "Other consumer errors (logged; librdkafka retries)", s->errors);
+#undef C
+  cs_metrics_gauge(pg, "cstream_kafka_source_assigned_partitions", "Partitions assigned to this consumer", labels,
+                   (double)s->nlanes);
+  for (size_t i = 0; i < s->nlanes; i++) {
+    const lane *l = &s->lanes[i];
+    char lb[640], part[16];
+    snprintf(lb, sizeof lb, "%s", labels);
+    snprintf(part, sizeof part, "%d", (int)l->partition);
+    cs_metrics_label_add(lb, sizeof lb, "topic", s->topic);
+    cs_metrics_label_add(lb, sizeof lb, "partition", part);
+    cs_metrics_counter(pg, "cstream_kafka_source_partition_messages_total", "Messages consumed, per partition", lb,
+                       (double)l->messages);
+    if (l->next >= 0)
+      cs_metrics_gauge(pg, "cstream_kafka_source_position", "Offset of the next message to read, per partition", lb,
+                       (double)l->next);
+    if (l->confirmed >= 0)
+      cs_metrics_gauge(pg, "cstream_kafka_source_committed_offset",
+                       "Offset committed for the group (confirmed by the broker), per partition", lb,
+                       (double)l->confirmed);
+    int64_t lo, hi;
+    if (s->k && l->next >= 0 &&
+        rd_kafka_get_watermark_offsets(cs_kafka_rk(s->k), s->topic, l->partition, &lo, &hi) == 0 && hi >= 0)
+      cs_metrics_gauge(pg, "cstream_kafka_source_lag_messages",
+                       "Messages on the broker not yet read (end of the log, as last fetched, minus the position)",
+                       lb, (double)(hi > l->next ? hi - l->next : 0));
+  }
+}
+
 static const cs_optdef kafka_options[] = {
     {"brokers", CS_OPT_STRING, NULL, 0, NULL,
      "bootstrap brokers \"host:port,...\", or \"embedded\" (the in-process broker, in memory: development and tests)"},
@@ -814,4 +876,5 @@ const cs_source_vt cs_source_kafka = {
     .stop = ks_stop,
     .destroy = ks_destroy,
     .where = ks_where,
+    .metrics = ks_metrics,
 };

@@ -27,6 +27,7 @@ sys.path.insert(0, HERE)
 import gen_capture  # noqa: E402
 import reference as ref  # noqa: E402
 import test_replay as tr  # noqa: E402
+import test_operations as to  # noqa: E402  (the strict /metrics parser)
 
 KCAT = shutil.which("kcat") or "/usr/bin/kcat"
 SIZE_US = 30 * ref.US
@@ -829,10 +830,104 @@ class Start(KafkaCase):
         self.assertEqual(summary["trades"], 0)
 
 
+METRICS_LUA = """\
+local cs = require "cstream"
+cs.metrics { port = 0, host = "127.0.0.1" }
+cs.pipeline {
+  name = "relay",
+  source = cs.kafka { brokers = cs.args.a, topic = "in", group = "metrics", exit_idle = "0", commit_interval = "100ms" },
+  sink = cs.kafka { brokers = cs.args.b, topic = "out", max_inflight = 50, clock = "0" },
+}
+"""
+
+
+class Metrics(KafkaCase):
+    """The Kafka plugins' figures on /metrics, against counts made here."""
+
+    def test_source_and_sink_metrics(self):
+        a, b = self.start_broker(), self.start_broker()
+        a.cmd("create in 4")
+        b.cmd("create out 3")
+        lines = clean_capture(71, seconds=60)
+        records = [r for r in (record_of(l) for l in lines) if r]
+        bad = [b"{not json", b'{"v":1,"product_id":"BTC-USD"}', b"\xff\xfe"]
+        other = [b'{"type":"ticker","product_id":"BTC-USD"}', b'{"type":"heartbeat","product_id":"ETH-USD",'
+                 b'"last_trade_id":1,"sequence":1,"time":"2024-08-22T20:00:01.000000Z"}']
+        msgs = records + bad * 3 + other * 4
+        random.Random(3).shuffle(msgs)
+        kcat_produce(a.addr, "in", msgs, keys=[product_of(m) or b"x" for m in msgs])
+        per_part = {}
+        for m in kcat_consume(a.addr, "in"):
+            per_part[m["partition"]] = per_part.get(m["partition"], 0) + 1
+        self.assertEqual(sum(per_part.values()), len(msgs))
+        # The sink's broker answers slowly (max_inflight is reached) and
+        # fails a few produce requests (retried by librdkafka: no loss, no
+        # duplicate, nothing counted twice).
+        b.cmd("rtt 40")
+        b.cmd("errors Produce 3 NOT_LEADER_FOR_PARTITION")
+        p = to.Proc(["run", self.script("m.lua", METRICS_LUA), "a=" + a.addr, "b=" + b.addr])
+        try:
+            port = p.metrics_port()
+            fams = {}
+
+            def settled():
+                fams.update(to.parse_prometheus(to.http(port, "/metrics")[2]))
+                v = lambda name, **kw: to.value(fams, name, pipeline="relay", **kw)  # noqa: E731
+                done = [v("cstream_kafka_source_committed_offset", source="kafka", partition=str(q)) == n
+                        for q, n in per_part.items()]
+                return all(done) and v("cstream_kafka_sink_delivered_records_total", sink="kafka") == len(records)
+
+            ok = to.wait_for(settled, timeout=60, step=0.3)
+            self.assertTrue(ok, "metrics did not settle:\n%s\n%s" % (
+                "\n".join(l for l in to.http(port, "/metrics")[2].splitlines() if "kafka" in l),
+                p.err_so_far()[-3000:]))
+            to.check_conventions(self, fams)
+
+            def src(name, **kw):
+                return to.value(fams, "cstream_kafka_source_" + name, pipeline="relay", source="kafka", **kw)
+
+            def snk(name):
+                return to.value(fams, "cstream_kafka_sink_" + name, pipeline="relay", sink="kafka")
+
+            self.assertEqual(src("messages_total"), len(msgs))
+            self.assertEqual(src("invalid_messages_total"), 3 * len(bad))
+            self.assertEqual(src("non_trade_messages_total"), 4 * len(other))
+            self.assertEqual(src("clock_records_total"), 0)
+            self.assertEqual(src("assignments_total"), 1)
+            self.assertEqual(src("revocations_total"), 0)
+            self.assertEqual(src("offset_out_of_range_total"), 0)
+            self.assertEqual(src("commit_errors_total"), 0)
+            self.assertGreaterEqual(src("commits_total"), 1)
+            self.assertEqual(src("assigned_partitions"), 4)
+            for q, n in per_part.items():
+                self.assertEqual(src("partition_messages_total", topic="in", partition=str(q)), n)
+                self.assertEqual(src("position", topic="in", partition=str(q)), n)
+                self.assertEqual(src("committed_offset", topic="in", partition=str(q)), n)
+                self.assertEqual(src("lag_messages", topic="in", partition=str(q)), 0)
+            self.assertEqual(snk("messages_total"), len(records))
+            self.assertEqual(snk("records_total"), len(records))
+            self.assertEqual(snk("delivered_messages_total"), len(records))
+            self.assertEqual(snk("delivery_errors_total"), 0)
+            self.assertEqual(snk("inflight_records"), 0)
+            self.assertEqual(snk("inflight_messages"), 0)
+            self.assertGreater(snk("queue_full_waits_total"), 0)
+            # Produce errors the broker answers are retried per message by
+            # librdkafka, which its statistics (request retries) do not count.
+            self.assertIsNotNone(snk("request_retries_total"))
+            self.assertEqual(b.cmd("pending Produce"), "ok 0")
+            # The generic sink figures agree.
+            self.assertEqual(to.value(fams, "cstream_sink_acked_records_total", pipeline="relay", sink="kafka"),
+                             len(records))
+        finally:
+            rc = p.stop()
+        self.assertEqual(rc, 0, p.err[-3000:])
+        self.assertEqual(len([m for m in kcat_consume(b.addr, "out")]), len(records), "every record once")
+
+
 def main():
     path, argv = tr._take_cstream_arg(sys.argv)
     path = path or os.environ.get("CSTREAM") or os.path.join(ROOT, "build", "cstream")
-    tr.CSTREAM = os.path.abspath(path)
+    tr.CSTREAM = to.CSTREAM = os.path.abspath(path)
     if not (os.path.isfile(tr.CSTREAM) and os.access(tr.CSTREAM, os.X_OK)):
         sys.stderr.write("test_kafka: cstream binary not found: %s\n" % tr.CSTREAM)
         sys.exit(2)
