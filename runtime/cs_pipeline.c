@@ -64,6 +64,11 @@ struct cs_pipeline {
   cs_pipeline_done_fn on_done;
   void *done_ud;
   uint64_t lineno; /* line being processed, for messages */
+  /* A sink forwards exchange frames (cs_sink.frames): the line being
+   * processed, and the batch index of the trade that carries it. */
+  int want_frames;
+  const char *frame;
+  size_t frame_len, frame_carrier;
   char where[128];  /* the line's position, for messages (at()) */
   /* Sources with their own event clock: what each advance emitted, to
    * find the durable watermark (src_durable). */
@@ -565,13 +570,18 @@ static void process_trade(cs_pipeline *p, cs_trade *t) {
   if (!p->window) {
     /* No window: every valid trade goes to the sinks, as it came. */
     p->stats.trades++;
+    if (p->want_frames && p->frame_carrier == SIZE_MAX) { /* the frame rides with its first trade */
+      p->frame_carrier = p->batch.n;
+      t->frame = p->frame;
+      t->frame_len = (uint32_t)p->frame_len;
+    }
     if (recs_add_trades(&p->batch, &t, 1) != 0) fail(p, "out of memory keeping %s", "trades");
     if (ext) p->src->result.seq = p->stats.trades;
     return;
   }
   cs_window_verdict verdict = cs_window_add(p->window, t);
   if (t->recv_us && verdict >= 0) {
-    int64_t now = cs_time_wall_us();
+    int64_t now = p->src->now_us ? p->src->now_us : cs_time_wall_us();
     cs_hist_add(&p->stats.frame_to_window, now - t->recv_us);
     if (verdict == CS_WIN_ACCEPTED || verdict == CS_WIN_UPDATED)
       cs_hist_add(&p->stats.exchange_to_window, now - t->time_us);
@@ -659,13 +669,16 @@ static void on_line(void *ud, const char *line, size_t len, int padded, uint64_t
   if (p->st != ST_RUNNING) return;
   p->stats.lines++;
   p->lineno = lineno;
-  if (p->src->external_clock) p->src->result = (cs_line_result){INT64_MIN, INT64_MIN, 0};
+  if (p->src->external_clock) p->src->result = (cs_line_result){INT64_MIN, INT64_MIN, 0, CS_LINE_INVALID};
   if (reject) {
     p->stats.invalid++;
     cs_log_limited(&p->lim_invalid, CS_LOG_WARN, p->label, "%s: invalid: %s", at(p), reject);
     return;
   }
-  if (len == 0) return; /* an empty line carries nothing */
+  if (len == 0) { /* an empty line carries nothing */
+    p->src->result.kind = CS_LINE_OTHER;
+    return;
+  }
   const cs_trade *trades;
   size_t n;
   const char *why;
@@ -690,7 +703,9 @@ static void on_line(void *ud, const char *line, size_t len, int padded, uint64_t
     p->src->vt->on_message(p->src, info);
   if (r == CS_PARSE_OTHER) {
     p->stats.ignored++;
+    p->src->result.kind = CS_LINE_OTHER;
     if (p->src->external_clock && info->has_time && strcmp(cs_parse_last_type(p->parser), "clock") == 0) {
+      p->src->result.kind = CS_LINE_CLOCK;
       /* A clock record (cs.kafka sink): the feed's clock, as heartbeats on a live feed. */
       int64_t wm = info->time_us - p->wconf.lateness_us - CS_PIPELINE_GRACE_US;
       if (wm > p->src->result.wm_us) p->src->result.wm_us = wm;
@@ -699,11 +714,15 @@ static void on_line(void *ud, const char *line, size_t len, int padded, uint64_t
     deliver(p);
     return;
   }
+  p->src->result.kind = CS_LINE_TRADES;
   if (info->invalid_trades) {
     p->stats.invalid += info->invalid_trades;
     cs_log_limited(&p->lim_invalid, CS_LOG_WARN, p->label, "%s: %u invalid trades in the batch: %s",
                    at(p), info->invalid_trades, info->invalid_reason);
   }
+  p->frame = line;
+  p->frame_len = len;
+  p->frame_carrier = SIZE_MAX;
   for (size_t i = 0; i < n && p->st == ST_RUNNING; i++) {
     cs_trade t = trades[i];
     t.recv_us = p->src->recv_us;
@@ -728,6 +747,8 @@ static void on_line(void *ud, const char *line, size_t len, int padded, uint64_t
                      CS_GAPS_MAX_JUMP);
     process_trade(p, &t);
   }
+  if (p->frame_carrier != SIZE_MAX && p->frame_carrier < p->batch.n && p->batch.trades)
+    p->batch.trades[p->frame_carrier]->frame_trades = (uint32_t)(p->batch.n - p->frame_carrier);
   expire_gaps(p);
   deliver(p);
 }
@@ -834,6 +855,21 @@ int cs_pipeline_start(cs_pipeline *p, uv_loop_t *loop, cs_pipeline_done_fn on_do
     if (!p->window && !p->sinks[i].sink->vt->write_trades)
       return cs_err_set(err, "%s: %s takes window rows only, and this pipeline has no window", p->label,
                         p->sinks[i].sink->label);
+  for (size_t i = 0; i < p->nsinks; i++) {
+    const cs_sink *k = p->sinks[i].sink;
+    const char *no = NULL;
+    if (!k->frames) continue;
+    if (p->window)
+      no = "a pipeline with a window (the sink would get window rows)";
+    else if (p->has_hooks)
+      no = "Lua filter/map hooks (a forwarded frame cannot show what they dropped or changed)";
+    else if (!p->src->vt->frames)
+      no = "this source: its messages are not exchange frames as received";
+    if (no)
+      return cs_err_set(err, "%s: %s forwards exchange frames (%s), which cannot work with %s", p->label, k->label,
+                        k->frames, no);
+    p->want_frames = 1;
+  }
   if (p->src->external_clock && p->window && external_window(p, err) != 0) return -1;
   p->on_done = on_done;
   p->done_ud = ud;

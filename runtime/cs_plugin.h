@@ -50,7 +50,9 @@ typedef struct cs_line_result {
                      durable once the durable watermark (cs_source.durable) reaches it */
   uint64_t seq;   /* ... and once every sink has acknowledged this many records (rows, or trades
                      without a window): set when the line's trades were emitted at once */
+  int kind;       /* what the line was: CS_LINE_* */
 } cs_line_result;
+enum { CS_LINE_TRADES = 0, CS_LINE_INVALID = 1, CS_LINE_OTHER = 2, CS_LINE_CLOCK = 3 };
 struct cs_msg_info; /* cs_parse.h */
 struct cs_metrics_page; /* cs_metrics.h */
 typedef struct cs_sink cs_sink;
@@ -79,6 +81,9 @@ typedef struct cs_source_vt {
   /* Optional: names the message being delivered, for log lines instead of
    * its line number ("trades [2] offset 1234"); returns 0, or -1. */
   int (*where)(const cs_source *src, char *buf, size_t size);
+  /* 1: each line is an exchange frame exactly as received (cs.coinbase,
+   * cs.replay of a capture), which a sink may forward (cs_sink.frames). */
+  int frames;
 } cs_source_vt;
 
 struct cs_source {
@@ -93,6 +98,10 @@ struct cs_source {
   /* Wall-clock time (µs) the source received the line it is delivering,
    * 0 when unknown (replays): trades carry it as recv_time. */
   int64_t recv_us;
+  /* Optional: the wall clock (µs) as the source read it when it took the
+   * batch of lines it is delivering, so that the pipeline does not read
+   * the clock for each trade's latency figures; 0: the pipeline reads it. */
+  int64_t now_us;
   /* Set by the pipeline before start. */
   void *ud;
   /* One message. `padded`: CS_JSON_PADDING readable bytes follow it.
@@ -176,6 +185,12 @@ struct cs_sink {
   void (*on_ready)(void *ud, cs_sink *sink);
   /* Set by the pipeline: the feed's clock now (cs_sink_feed_clock). */
   int (*feed_clock)(void *ud, int64_t *now_us);
+  /* Set by the sink at init when it forwards each trade's exchange frame
+   * (cs_trade.frame) instead of the trade: the option that asks for it,
+   * for messages (`option 'value' = "raw"`); NULL otherwise. The pipeline
+   * then refuses to start without a source of frames (cs_source_vt.frames),
+   * with a window, or with Lua hooks (a frame cannot show what they did). */
+  const char *frames;
 };
 
 /* An asynchronous sink acknowledges its oldest n unacknowledged records. */

@@ -24,9 +24,18 @@ typedef struct cs_trade {
   const char *product_id;
   const char *price_str, *size_str, *time_str; /* exactly as received */
   const char *exchange; /* "coinbase"; static */
+  /* Only in a pipeline with a sink that forwards exchange frames
+   * (cs_sink.frames): the first trade of a frame handed to the sinks
+   * carries the frame exactly as received (frame, frame_len; not
+   * NUL-terminated) and frame_trades, how many of the batch's trades came
+   * in that frame, itself included; the others follow it in the same batch
+   * with frame NULL and frame_trades 0. Otherwise NULL and 0. */
+  const char *frame;
+  uint32_t frame_len, frame_trades;
 } cs_trade;
 
-/* A deep copy of a trade in one allocation (strings included); free() it. */
+/* A deep copy of a trade in one allocation (strings and frame included);
+ * free() it. */
 cs_trade *cs_trade_clone(const cs_trade *t);
 
 /* Which aggregates a row carries (cs.tumbling{aggregates=...}). */

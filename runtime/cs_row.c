@@ -72,7 +72,7 @@ void cs_trade_to_json(const cs_trade *t, cs_buf *b) {
 }
 
 cs_trade *cs_trade_clone(const cs_trade *t) {
-  size_t n = (size_t)t->product_len + t->price_len + t->size_len + t->time_len + 4;
+  size_t n = (size_t)t->product_len + t->price_len + t->size_len + t->time_len + 4 + (t->frame ? t->frame_len : 0);
   cs_trade *c = malloc(sizeof *c + n);
   if (!c) return NULL;
   *c = *t;
@@ -87,5 +87,9 @@ cs_trade *cs_trade_clone(const cs_trade *t) {
   COPY(size_str, size_len)
   COPY(time_str, time_len)
 #undef COPY
+  if (t->frame) {
+    memcpy(p, t->frame, t->frame_len);
+    c->frame = p;
+  }
   return c;
 }

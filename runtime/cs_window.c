@@ -4,16 +4,19 @@
 #include <string.h>
 
 #include "cs_hmap.h"
+#include "cs_idset.h"
 #include "cs_intern.h"
 #include "cs_time.h"
 
 const char *const cs_agg_names[CS_AGG_COUNT] = {"trades", "avg_price", "vwap",   "open",       "high",
                                                 "low",    "close",     "volume", "buy_volume", "sell_volume"};
 
-typedef struct win_id {
-  int64_t trade_id;
+/* A window's trade ids, as runs of consecutive ids of one product (one
+ * run for a window whose trades came in id order). */
+typedef struct win_run {
+  int64_t from, to;
   uint32_t product;
-} win_id;
+} win_run;
 
 typedef struct win {
   int64_t start_us;
@@ -21,8 +24,8 @@ typedef struct win {
   uint64_t trades;
   double sum_price, sum_pv, volume, buy_volume, sell_volume, high, low, open, close;
   int64_t open_t, open_id, close_t, close_id;
-  win_id *ids;
-  size_t nids, cap_ids;
+  win_run *runs;
+  size_t nruns, cap_runs;
   uint64_t ext; /* cs_window_ext handle */
   uint32_t revision;
 } win;
@@ -46,7 +49,7 @@ struct cs_window {
   cs_intern *keys;
   uint32_t all_key;  /* the key "*" when !by_product */
   cs_hmap open;      /* (start, key) -> win* */
-  cs_hmap seen;      /* (product, trade_id) -> start of the window holding it */
+  cs_idset *seen;    /* (product, trade_id) of every trade in an open (or kept) window */
   slot_list open_slots; /* windows not yet emitted */
   slot_list kept;       /* on_late = update: emitted windows still taking late trades */
   win **last;        /* per key: the window the key's last trade went to */
@@ -71,8 +74,7 @@ cs_window *cs_window_create(const cs_window_conf *conf, cs_window_emit_fn emit, 
   w->emit = emit;
   w->ud = ud;
   cs_hmap_init(&w->open);
-  cs_hmap_init(&w->seen);
-  if (!(w->keys = cs_intern_create())) goto nomem;
+  if (!(w->keys = cs_intern_create()) || !(w->seen = cs_idset_create())) goto nomem;
   if (!conf->by_product) {
     int64_t id = cs_intern_id(w->keys, "*", 1);
     if (id < 0) goto nomem;
@@ -87,7 +89,7 @@ nomem:
 
 static void win_free(cs_window *w, win *x) {
   if (w->conf.ext) w->conf.ext->release(w->conf.ext->ud, x->ext);
-  free(x->ids);
+  free(x->runs);
   free(x);
 }
 
@@ -106,7 +108,7 @@ void cs_window_destroy(cs_window *w) {
   free_list(w, &w->kept);
   free(w->last);
   cs_hmap_free(&w->open);
-  cs_hmap_free(&w->seen);
+  cs_idset_destroy(w->seen);
   cs_intern_destroy(w->keys);
   free(w);
 }
@@ -160,7 +162,7 @@ static void emit_window(cs_window *w, win *x) {
 
 /* Forgets a window: its trade ids, its map entry, the cache. */
 static void drop_window(cs_window *w, win *x) {
-  for (size_t k = 0; k < x->nids; k++) cs_hmap_del(&w->seen, x->ids[k].product, (uint64_t)x->ids[k].trade_id);
+  for (size_t k = 0; k < x->nruns; k++) cs_idset_del_run(w->seen, x->runs[k].product, x->runs[k].from, x->runs[k].to);
   cs_hmap_del(&w->open, (uint64_t)x->start_us, x->key);
   if (w->last[x->key] == x) w->last[x->key] = NULL;
   win_free(w, x);
@@ -283,13 +285,36 @@ static win *get_window(cs_window *w, slot_list *list, int64_t start, uint32_t ke
   return x;
 }
 
+/* Records a trade id accepted into window x: in the duplicate index and
+ * in the window's runs (to forget it when the window goes). */
+static int add_id(cs_window *w, win *x, uint32_t product, int64_t id) {
+  win_run *r = x->nruns ? &x->runs[x->nruns - 1] : NULL;
+  int up = r && r->product == product && r->to < INT64_MAX && id == r->to + 1;
+  int down = r && r->product == product && r->from > INT64_MIN && id == r->from - 1;
+  if (!up && !down && x->nruns == x->cap_runs) {
+    size_t nc = x->cap_runs ? x->cap_runs * 2 : 2;
+    win_run *nr = realloc(x->runs, nc * sizeof *nr);
+    if (!nr) return -1;
+    x->runs = nr;
+    x->cap_runs = nc;
+  }
+  if (cs_idset_add(w->seen, product, id) != 0) return -1;
+  if (up)
+    r->to = id;
+  else if (down)
+    r->from = id;
+  else
+    x->runs[x->nruns++] = (win_run){id, id, product};
+  return 0;
+}
+
 static cs_window_verdict check(cs_window *w, const cs_trade *t, int64_t *start, int64_t *product) {
   *start = window_start(w, t->time_us);
   int late = w->has_wm && *start + w->conf.size_us <= w->wm;
   if (late && *start + w->conf.size_us + w->conf.update_for_us <= w->wm) return CS_WIN_LATE;
   *product = cs_intern_id(w->keys, t->product_id, t->product_len);
   if (*product < 0) return CS_WIN_NOMEM;
-  if (cs_hmap_get(&w->seen, (uint64_t)*product, (uint64_t)t->trade_id)) return CS_WIN_DUPLICATE;
+  if (cs_idset_has(w->seen, (uint32_t)*product, t->trade_id)) return CS_WIN_DUPLICATE;
   return late ? CS_WIN_UPDATED : CS_WIN_ACCEPTED;
 }
 
@@ -305,17 +330,7 @@ cs_window_verdict cs_window_add(cs_window *w, const cs_trade *t) {
   uint32_t key = w->conf.by_product ? (uint32_t)product : w->all_key;
   win *x = get_window(w, v == CS_WIN_UPDATED ? &w->kept : &w->open_slots, start, key);
   if (!x) return CS_WIN_NOMEM;
-  if (x->nids == x->cap_ids) {
-    size_t nc = x->cap_ids ? x->cap_ids * 2 : 16;
-    win_id *ni = realloc(x->ids, nc * sizeof *ni);
-    if (!ni) return CS_WIN_NOMEM;
-    x->ids = ni;
-    x->cap_ids = nc;
-  }
-  if (cs_hmap_put(&w->seen, (uint64_t)product, (uint64_t)t->trade_id, (uint64_t)start) != 0) return CS_WIN_NOMEM;
-  x->ids[x->nids].trade_id = t->trade_id;
-  x->ids[x->nids].product = (uint32_t)product;
-  x->nids++;
+  if (add_id(w, x, (uint32_t)product, t->trade_id) != 0) return CS_WIN_NOMEM;
 
   double p = t->price, q = t->size;
   if (x->trades == 0) {

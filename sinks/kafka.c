@@ -2,6 +2,10 @@
  * without a window each trade as a version-1 trade record (cs_row.h), in
  * a pipeline with one each window row as its JSON row — keyed by
  * product_id, so one product's records stay in order in one partition.
+ * With value = "raw" (trades only) it forwards the exchange frame each
+ * trade came in, exactly as received, once per frame (cs_trade.frame):
+ * keyed by the product of the frame's first trade, the message stands for
+ * all the frame's trades (acknowledged together).
  *
  * Producer (librdkafka on the pipeline's loop, cs_kafka): idempotent
  * (enable.idempotence = true, hence acks = all and ordered retries),
@@ -27,7 +31,9 @@
 
 #include "cs_buf.h"
 #include "cs_kafka.h"
+#include "cs_kafka_stats.h"
 #include "cs_log.h"
+#include "cs_metrics.h"
 #include "cs_plugin.h"
 #include "cs_row.h"
 #include "cs_time.h"
@@ -38,7 +44,7 @@ typedef struct ksink {
   cs_sink *sink;
   /* options */
   char *brokers, *topic, *compression;
-  int key_product, partitions;
+  int key_product, partitions, raw;
   int64_t linger_us, delivery_timeout_us, clock_us, batch, max_inflight;
   char **config;
   size_t nconfig;
@@ -49,9 +55,13 @@ typedef struct ksink {
   size_t *offs; /* record i's value is buf.data + offs[i] .. offs[i + 1] */
   const char **keys; /* record i's key: the caller's product_id */
   size_t *key_lens, cap;
+  uint32_t *counts; /* raw: records (trades) message i stands for */
   /* Records produced and not yet acknowledged, in order: sequence numbers
-   * ack_seq .. next_seq-1; done[seq & mask] once delivered. */
+   * ack_seq .. next_seq-1; done[seq & mask] once delivered. A message
+   * standing for k records (a raw frame) has the first one's number as
+   * its opaque and span[seq & mask] = k. */
   uint8_t *done;
+  uint32_t *span;
   uint64_t mask, next_seq, ack_seq, to_ack;
   int busy, stopped;
   char *failure; /* a delivery failed: reported after the queue is served */
@@ -66,8 +76,10 @@ typedef struct ksink {
   int md_running;
   int32_t md_result;
   char md_error[160];
-  /* counters, logged at the end */
+  /* counters, logged at the end and shown on /metrics */
   uint64_t produced, delivered, clocks, busy_answers;
+  uint64_t messages, messages_delivered, delivery_errors, clock_errors, queue_full_waits, raw_frames;
+  cs_kafka_stats stats; /* librdkafka's statistics, the latest */
   cs_log_limiter lim;
 } ksink;
 
@@ -82,7 +94,9 @@ static void ks_free(ksink *s) {
   free(s->offs);
   free(s->keys);
   free(s->key_lens);
+  free(s->counts);
   free(s->done);
+  free(s->span);
   free(s->failure);
   free(s);
 }
@@ -96,6 +110,7 @@ static int ks_init(cs_sink *sink, const cs_opts *opts, cs_err *err) {
   s->topic = strdup(cs_opts_str(opts, "topic"));
   s->compression = strdup(cs_opts_str(opts, "compression"));
   s->key_product = strcmp(cs_opts_str(opts, "key"), "product_id") == 0;
+  s->raw = strcmp(cs_opts_str(opts, "value"), "raw") == 0;
   s->partitions = (int)cs_opts_int(opts, "partitions");
   s->linger_us = cs_opts_int(opts, "linger");
   s->batch = cs_opts_int(opts, "batch");
@@ -106,13 +121,14 @@ static int ks_init(cs_sink *sink, const cs_opts *opts, cs_err *err) {
   s->lim = init;
   s->mask = 1023;
   s->done = calloc(s->mask + 1, 1);
+  s->span = calloc(s->mask + 1, sizeof *s->span);
   const cs_optval *cfg = cs_opts_get(opts, "config");
   if (cfg->set && cfg->nlist) {
     s->config = calloc(cfg->nlist, sizeof *s->config);
     for (size_t i = 0; s->config && i < cfg->nlist; i++)
       if ((s->config[s->nconfig] = strdup(cfg->list[i]))) s->nconfig++;
   }
-  if (!s->brokers || !s->topic || !s->compression || !s->done || (cfg->set && cfg->nlist && s->nconfig != cfg->nlist)) {
+  if (!s->brokers || !s->topic || !s->compression || !s->done || !s->span || (cfg->set && cfg->nlist && s->nconfig != cfg->nlist)) {
     ks_free(s);
     return cs_err_set(err, "out of memory");
   }
@@ -127,6 +143,7 @@ static int ks_init(cs_sink *sink, const cs_opts *opts, cs_err *err) {
     return cs_err_set(err, "%s", bad);
   }
   sink->ctx = s;
+  if (s->raw) sink->frames = "option 'value' = \"raw\"";
   return 0;
 }
 
@@ -139,10 +156,20 @@ static int ring_reserve(ksink *s, uint64_t k) {
   uint64_t cap = s->mask + 1;
   while (cap < need) cap *= 2;
   uint8_t *nd = calloc(cap, 1);
-  if (!nd) return -1;
-  for (uint64_t q = s->ack_seq; q < s->next_seq; q++) nd[q & (cap - 1)] = s->done[q & s->mask];
+  uint32_t *ns = calloc(cap, sizeof *ns);
+  if (!nd || !ns) {
+    free(nd);
+    free(ns);
+    return -1;
+  }
+  for (uint64_t q = s->ack_seq; q < s->next_seq; q++) {
+    nd[q & (cap - 1)] = s->done[q & s->mask];
+    ns[q & (cap - 1)] = s->span[q & s->mask];
+  }
   free(s->done);
+  free(s->span);
   s->done = nd;
+  s->span = ns;
   s->mask = cap - 1;
   return 0;
 }
@@ -159,20 +186,24 @@ static void set_failure(ksink *s, const char *fmt, const char *a, const char *b)
 static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
   ksink *s = cs_kafka_ud(opaque);
   if (!m->_private) { /* a clock record */
+    if (m->err) s->clock_errors++;
     if (m->err)
       cs_log_limited(&s->lim, CS_LOG_WARN, s->sink->label, "clock record to %s [%d] not delivered: %s", s->topic,
                      (int)m->partition, rd_kafka_err2str(m->err));
     return;
   }
   if (m->err) {
+    s->delivery_errors++;
     char where[160];
     snprintf(where, sizeof where, "%s [%d]", s->topic, (int)m->partition);
     set_failure(s, "a record could not be delivered to %s: %s", where, rd_kafka_err2str(m->err));
     return;
   }
   uint64_t seq = (uint64_t)(uintptr_t)m->_private - 1;
-  s->done[seq & s->mask] = 1;
-  s->delivered++;
+  uint32_t k = s->span[seq & s->mask];
+  for (uint32_t i = 0; i < k; i++) s->done[(seq + i) & s->mask] = 1;
+  s->delivered += k;
+  s->messages_delivered++;
   while (s->ack_seq < s->next_seq && s->done[s->ack_seq & s->mask]) {
     s->done[s->ack_seq & s->mask] = 0;
     s->ack_seq++;
@@ -202,6 +233,13 @@ static void ks_wake(void *ud) {
   if (s->busy && !s->stopped && inflight(s) <= (uint64_t)s->max_inflight / 2) cs_sink_ready(s->sink);
 }
 
+/* librdkafka's statistics (statistics.interval.ms), on the loop thread. */
+static int stats_cb(rd_kafka_t *rk, char *json, size_t len, void *opaque) {
+  ksink *s = cs_kafka_ud(opaque);
+  cs_kafka_stats_parse(json, len, &s->stats);
+  return 0; /* librdkafka frees json */
+}
+
 static void ks_error(void *ud, int fatal, rd_kafka_resp_err_t code, const char *reason) {
   ksink *s = ud;
   if (fatal) set_failure(s, "the Kafka producer failed: %s%s", reason, "");
@@ -209,8 +247,9 @@ static void ks_error(void *ud, int fatal, rd_kafka_resp_err_t code, const char *
 
 /* ------------------------------------------------------------ producing */
 
-/* Hands the n formatted records (buf, offs, keys) to librdkafka, one by
- * one and stopping at the first refusal, so that order is kept. */
+/* Hands the n formatted messages (buf, offs, keys; with value = "raw",
+ * counts: the records each stands for) to librdkafka, one by one and
+ * stopping at the first refusal, so that order is kept. */
 static cs_sink_status produce(ksink *s, size_t n, cs_err *err) {
   if (s->failure) {
     cs_err_set(err, "%s", s->failure);
@@ -221,12 +260,15 @@ static cs_sink_status produce(ksink *s, size_t n, cs_err *err) {
     cs_err_set(err, "out of memory formatting %zu records", n);
     return CS_SINK_RETRY;
   }
-  if (inflight(s) > 0 && inflight(s) + n > (uint64_t)s->max_inflight) {
+  uint64_t records = 0;
+  for (size_t i = 0; i < n; i++) records += s->raw ? s->counts[i] : 1;
+  if (inflight(s) > 0 && inflight(s) + records > (uint64_t)s->max_inflight) {
     s->busy = 1;
     s->busy_answers++;
+    s->queue_full_waits++;
     return CS_SINK_BUSY;
   }
-  if (ring_reserve(s, n) != 0) {
+  if (ring_reserve(s, records) != 0) {
     cs_err_set(err, "out of memory");
     return CS_SINK_RETRY;
   }
@@ -234,6 +276,7 @@ static cs_sink_status produce(ksink *s, size_t n, cs_err *err) {
   for (size_t i = 0; i < n; i++) {
     void *key = s->key_product ? (void *)s->keys[i] : NULL;
     size_t key_len = s->key_product ? s->key_lens[i] : 0;
+    uint32_t k = s->raw ? s->counts[i] : 1;
     void *seq = (void *)(uintptr_t)(s->next_seq + 1);
     while (rd_kafka_produce(s->rkt, RD_KAFKA_PARTITION_UA, RD_KAFKA_MSG_F_COPY, s->buf.data + s->offs[i],
                             s->offs[i + 1] - s->offs[i], key, key_len, seq) != 0) {
@@ -241,6 +284,7 @@ static cs_sink_status produce(ksink *s, size_t n, cs_err *err) {
       if (e == RD_KAFKA_RESP_ERR__QUEUE_FULL && i == 0) { /* nothing taken: the pipeline waits */
         s->busy = 1;
         s->busy_answers++;
+        s->queue_full_waits++;
         return CS_SINK_BUSY;
       }
       if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
@@ -251,12 +295,15 @@ static cs_sink_status produce(ksink *s, size_t n, cs_err *err) {
       /* Part of the batch is taken and the rest must follow in order:
        * wait here for room (librdkafka's own queue is sized well above
        * max_inflight, so only a batch larger than that margin gets here). */
+      s->queue_full_waits++;
       if (!warned++)
         cs_warn(s->sink->label, "librdkafka's queue is full in the middle of a batch of %zu records: waiting", n);
       rd_kafka_poll(cs_kafka_rk(s->k), 50);
     }
-    s->next_seq++;
-    s->produced++;
+    s->span[s->next_seq & s->mask] = k;
+    s->next_seq += k;
+    s->produced += k;
+    s->messages++;
   }
   s->busy = 0;
   return CS_SINK_OK;
@@ -275,8 +322,37 @@ static int reserve(ksink *s, size_t n) {
   size_t *nl = realloc(s->key_lens, nc * sizeof *nl);
   if (!nl) return -1;
   s->key_lens = nl;
+  uint32_t *nn = realloc(s->counts, nc * sizeof *nn);
+  if (!nn) return -1;
+  s->counts = nn;
   s->cap = nc;
   return 0;
+}
+
+/* value = "raw": one message per frame, the frame as received, keyed by
+ * its first trade's product; the frame's other trades ride with it. */
+static cs_sink_status write_frames(ksink *s, const cs_trade *trades, size_t n, cs_err *err) {
+  size_t m = 0;
+  for (size_t i = 0; i < n;) {
+    const cs_trade *t = &trades[i];
+    if (!t->frame || t->frame_trades < 1 || t->frame_trades > n - i) {
+      cs_err_set(err, "value = \"raw\": trade %.*s #%lld came without its exchange frame (the pipeline must hand "
+                      "frames over; this is a bug)",
+                 (int)t->product_len, t->product_id, (long long)t->trade_id);
+      return CS_SINK_ERROR;
+    }
+    s->offs[m] = s->buf.len;
+    cs_buf_append(&s->buf, t->frame, t->frame_len);
+    s->keys[m] = t->product_id;
+    s->key_lens[m] = t->product_len;
+    s->counts[m] = t->frame_trades;
+    m++;
+    i += t->frame_trades;
+  }
+  s->offs[m] = s->buf.len;
+  cs_sink_status st = produce(s, m, err);
+  if (st == CS_SINK_OK) s->raw_frames += m;
+  return st;
 }
 
 static cs_sink_status ks_write_trades(cs_sink *sink, const cs_trade *trades, size_t n, cs_err *err) {
@@ -286,6 +362,7 @@ static cs_sink_status ks_write_trades(cs_sink *sink, const cs_trade *trades, siz
     return CS_SINK_RETRY;
   }
   cs_buf_reset(&s->buf);
+  if (s->raw) return write_frames(s, trades, n, err);
   for (size_t i = 0; i < n; i++) {
     s->offs[i] = s->buf.len;
     cs_trade_to_json(&trades[i], &s->buf);
@@ -298,6 +375,10 @@ static cs_sink_status ks_write_trades(cs_sink *sink, const cs_trade *trades, siz
 
 static cs_sink_status ks_write(cs_sink *sink, const cs_row *rows, size_t n, cs_err *err) {
   ksink *s = sink->ctx;
+  if (s->raw) {
+    cs_err_set(err, "option 'value' = \"raw\" forwards exchange frames: it takes trades, not window rows");
+    return CS_SINK_ERROR;
+  }
   if (reserve(s, n) != 0) {
     cs_err_set(err, "out of memory");
     return CS_SINK_RETRY;
@@ -401,6 +482,8 @@ static int ks_start(cs_sink *sink, uv_loop_t *loop, cs_err *err) {
   rc = rc || cs_kafka_set(conf, "batch.num.messages", num, err);
   snprintf(num, sizeof num, "%lld", (long long)(s->delivery_timeout_us / 1000));
   rc = rc || cs_kafka_set(conf, "message.timeout.ms", num, err);
+  /* For /metrics: request retries and librdkafka's queue, once a second. */
+  rc = rc || cs_kafka_set(conf, "statistics.interval.ms", "1000", err);
   /* librdkafka's own bound stays well above max_inflight: the sink's
    * bound is the one that answers. */
   long long qmax = s->max_inflight * 2 + 100000;
@@ -424,6 +507,7 @@ static int ks_start(cs_sink *sink, uv_loop_t *loop, cs_err *err) {
     return -1;
   }
   rd_kafka_conf_set_dr_msg_cb(conf, dr_cb);
+  rd_kafka_conf_set_stats_cb(conf, stats_cb);
   cs_kafka_cbs cbs = {s, ks_wake, ks_error};
   if (!(s->k = cs_kafka_create(loop, RD_KAFKA_PRODUCER, conf, sink->label, &cbs, err))) return -1;
   if (!(s->rkt = rd_kafka_topic_new(cs_kafka_rk(s->k), s->topic, NULL)))
@@ -436,7 +520,7 @@ static int ks_start(cs_sink *sink, uv_loop_t *loop, cs_err *err) {
     uv_timer_start(&s->clock, on_clock, ms ? ms : 1, ms ? ms : 1);
   }
   cs_info(sink->label, "producing to %s on %s (%s)", s->topic, s->brokers,
-          sink->trades ? "trade records" : "window rows");
+          !sink->trades ? "window rows" : s->raw ? "exchange frames as received" : "trade records");
   return 0;
 }
 
@@ -459,9 +543,12 @@ static void ks_stop(cs_sink *sink) {
     }
     cs_kafka_close(s->k);
   }
-  cs_info(sink->label, "%llu records produced, %llu confirmed, %llu clock records%s",
-          (unsigned long long)s->produced, (unsigned long long)s->delivered, (unsigned long long)s->clocks,
-          inflight(s) ? " (some not confirmed)" : "");
+  cs_info(sink->label,
+          "%llu records produced in %llu messages, %llu confirmed, %llu clock records, %llu waits for room, %llu "
+          "request retries%s",
+          (unsigned long long)s->produced, (unsigned long long)s->messages, (unsigned long long)s->delivered,
+          (unsigned long long)s->clocks, (unsigned long long)s->queue_full_waits,
+          (unsigned long long)s->stats.txretries, inflight(s) ? " (some not confirmed)" : "");
 }
 
 static void ks_destroy(cs_sink *sink) {
@@ -475,12 +562,42 @@ static void ks_destroy(cs_sink *sink) {
   ks_free(s);
 }
 
+static void ks_metrics(const cs_sink *sink, cs_metrics_page *pg, const char *labels) {
+  const ksink *s = sink->ctx;
+#define C(name, help, v) cs_metrics_counter(pg, "cstream_kafka_sink_" name, help, labels, (double)(v))
+#define G(name, help, v) cs_metrics_gauge(pg, "cstream_kafka_sink_" name, help, labels, (double)(v))
+  C("messages_total", "Messages handed to librdkafka (trade records, window rows or raw frames; not clock records)",
+    s->messages);
+  C("records_total", "Records those messages stand for (a raw frame stands for each of its trades)", s->produced);
+  C("delivered_messages_total", "Messages the broker confirmed (delivery reports)", s->messages_delivered);
+  C("delivered_records_total", "Records the broker confirmed", s->delivered);
+  C("delivery_errors_total", "Messages whose delivery failed (each stops the pipeline)", s->delivery_errors);
+  C("clock_records_total", "Clock records written (one per partition each time)", s->clocks);
+  C("clock_errors_total", "Clock records that could not be delivered (logged; the next one follows)",
+    s->clock_errors);
+  C("request_retries_total", "Requests librdkafka retried (all brokers; idempotent: no duplicates)",
+    s->stats.txretries);
+  C("request_errors_total", "Transmission errors librdkafka met (all brokers)", s->stats.txerrs);
+  C("queue_full_waits_total",
+    "Times the sink made the pipeline wait for room (max_inflight reached, or librdkafka's queue full)",
+    s->queue_full_waits);
+  G("inflight_records", "Records produced and not yet confirmed", s->next_seq - s->ack_seq);
+  G("inflight_messages", "Messages produced and not yet confirmed or failed",
+    s->messages - s->messages_delivered - s->delivery_errors);
+  G("librdkafka_queue_messages", "Messages in librdkafka's queues (statistics, once a second)", s->stats.msg_cnt);
+#undef C
+#undef G
+}
+
 static const cs_optdef kafka_options[] = {
     {"brokers", CS_OPT_STRING, NULL, 0, NULL,
      "bootstrap brokers \"host:port,...\", or \"embedded\" (an in-process broker, in memory: development and tests)"},
     {"topic", CS_OPT_STRING, NULL, 0, NULL, "topic to write to"},
     {"key", CS_OPT_ENUM, "product_id", 0, "product_id|none",
      "message key: product_id keeps each product's records in order in one partition"},
+    {"value", CS_OPT_ENUM, "record", 0, "record|raw",
+     "trades: record (cstream's trade record) or raw (the exchange frame as received, once per frame; needs a "
+     "source of frames, no window, no Lua hooks)"},
     {"partitions", CS_OPT_INTEGER, "4", 0, NULL, "partitions of the topic when the embedded broker creates it"},
     {"compression", CS_OPT_ENUM, "lz4", 0, "none|gzip|snappy|lz4|zstd", "compression of message batches"},
     {"linger", CS_OPT_DURATION, "5ms", 0, NULL, "how long a batch waits for more messages before it is sent"},
@@ -506,4 +623,5 @@ const cs_sink_vt cs_sink_kafka = {
     .stop = ks_stop,
     .destroy = ks_destroy,
     .async_ack = 1,
+    .metrics = ks_metrics,
 };

@@ -52,6 +52,27 @@ describe("cs.kafka", function()
     assert.is_true(helpers.contains(err, "cs.kafka (as a source): option 'topic' is required"), err)
   end)
 
+  it("refuses value = raw where frames cannot be forwarded, at the sink's line", function()
+    local ln = line() + 1
+    local k = cs.kafka { brokers = "b", topic = "t", value = "raw" }
+    local err = error_of(function()
+      cs.pipeline { source = cs.replay { path = "x" }, window = cs.tumbling { size = "30s" }, sink = k }
+    end)
+    assert.is_true(helpers.starts_with(err, SRC .. ":" .. ln .. ": cs.kafka: option 'value' = \"raw\""), err)
+    assert.is_true(helpers.contains(err, "a pipeline with a window"), err)
+    err = error_of(function()
+      cs.pipeline { source = cs.kafka { brokers = "b", topic = "in" }, sink = k }
+    end)
+    assert.is_true(helpers.contains(err, "cs.kafka as the source"), err)
+    err = error_of(function()
+      cs.pipeline { source = cs.replay { path = "x" }, map = function(t) return t end, sink = k }
+    end)
+    assert.is_true(helpers.contains(err, "filter/map"), err)
+    local p = cs.pipeline { name = "raw", source = cs.coinbase {}, sink = k }
+    assert.equal("raw", p.sinks[1].opts.value)
+    assert.equal("record", cs.kafka { brokers = "b", topic = "t" }.roles.sink.opts.value)
+  end)
+
   it("checks value types for the role", function()
     local k = cs.kafka { brokers = "b", topic = "t", compression = "brotli" }
     local err = error_of(function() cs.pipeline { source = cs.replay { path = "x" }, sink = k } end)

@@ -110,7 +110,7 @@ static void push_options(lua_State *L, const cs_optdef *defs) {
   }
 }
 
-/* core.schemas() -> { sources = {name = {help, options}}, sinks = {...}, tumbling = {options},
+/* core.schemas() -> { sources = {name = {help, options, frames}}, sinks = {...}, tumbling = {options},
  *                      metrics = {options} } */
 static int l_schemas(lua_State *L) {
   lua_newtable(L);
@@ -121,6 +121,8 @@ static int l_schemas(lua_State *L) {
     lua_setfield(L, -2, "help");
     push_options(L, cs_plugin_sources[i]->options);
     lua_setfield(L, -2, "options");
+    lua_pushboolean(L, cs_plugin_sources[i]->frames);
+    lua_setfield(L, -2, "frames");
     lua_setfield(L, -2, cs_plugin_sources[i]->name);
   }
   lua_setfield(L, -2, "sources");

@@ -845,4 +845,5 @@ const cs_source_vt cs_source_coinbase = {
     .destroy = coinbase_destroy,
     .on_message = coinbase_on_message,
     .metrics = coinbase_metrics,
+    .frames = 1,
 };

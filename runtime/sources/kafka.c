@@ -44,6 +44,7 @@
 
 #include "cs_kafka.h"
 #include "cs_log.h"
+#include "cs_metrics.h"
 #include "cs_plugin.h"
 #include "cs_time.h"
 
@@ -66,6 +67,8 @@ typedef struct lane {
   int64_t wm;        /* the partition's watermark, INT64_MIN: none */
   int64_t floor;     /* restored durable watermark, INT64_MIN: none */
   int64_t committed; /* last offset committed (or found committed) */
+  int64_t confirmed; /* last offset the broker confirmed committed (or found committed), -1: none */
+  uint64_t messages; /* handled, for metrics */
   int64_t committed_wm;
   int eof;              /* at the end of its log */
   int64_t eof_since_us; /* mono */
@@ -88,6 +91,8 @@ typedef struct ksrc {
   cs_kafka *k;
   lane *lanes;
   size_t nlanes;
+  int32_t *lane_at; /* partition -> index in lanes, -1: not assigned */
+  size_t nlane_at;
   int paused, stopped, ended, assigned_once;
   rd_kafka_message_t *cur; /* the message being delivered (for where()) */
   uv_timer_t tick;
@@ -96,11 +101,13 @@ typedef struct ksrc {
   int64_t idle_since_us, idle_base; /* all partitions idle since (mono), and the watermark then */
   int64_t last_commit_us;
   uint64_t lineno, messages, skipped, clock_msgs, commits, commit_errors, rebalances;
+  uint64_t assignments, revocations, invalid, non_trades, out_of_range, errors;
   int64_t first_us, last_us; /* mono: first and last message */
   /* Messages taken from the queue, delivered from bi on (a pause stops
    * delivery in the middle of a batch). */
   rd_kafka_message_t *batch[BATCH];
   size_t bi, bn;
+  int64_t batch_us; /* mono: when the batch was taken */
   uint64_t gen; /* rebalances served */
   cs_log_limiter lim, lim_err;
 } ksrc;
@@ -108,16 +115,31 @@ typedef struct ksrc {
 /* ----------------------------------------------------------------- lanes */
 
 static lane *lane_of(ksrc *s, int32_t partition) {
-  for (size_t i = 0; i < s->nlanes; i++)
-    if (s->lanes[i].partition == partition) return &s->lanes[i];
-  return NULL;
+  if (partition < 0 || (size_t)partition >= s->nlane_at || s->lane_at[partition] < 0) return NULL;
+  return &s->lanes[s->lane_at[partition]];
 }
 
 static void lanes_clear(ksrc *s) {
   for (size_t i = 0; i < s->nlanes; i++) free(s->lanes[i].q);
   free(s->lanes);
+  free(s->lane_at);
   s->lanes = NULL;
-  s->nlanes = 0;
+  s->lane_at = NULL;
+  s->nlanes = s->nlane_at = 0;
+}
+
+/* The partition -> lane index, once the lanes are set. 0 or -1. */
+static int index_lanes(ksrc *s) {
+  size_t n = 0;
+  for (size_t i = 0; i < s->nlanes; i++)
+    if (s->lanes[i].partition >= 0 && (size_t)s->lanes[i].partition + 1 > n) n = (size_t)s->lanes[i].partition + 1;
+  if (!n) return 0;
+  if (!(s->lane_at = malloc(n * sizeof *s->lane_at))) return -1;
+  s->nlane_at = n;
+  for (size_t i = 0; i < n; i++) s->lane_at[i] = -1;
+  for (size_t i = 0; i < s->nlanes; i++)
+    if (s->lanes[i].partition >= 0) s->lane_at[s->lanes[i].partition] = (int32_t)i;
+  return 0;
 }
 
 static int lane_push(lane *l, int64_t offset, int64_t end, uint64_t seq) {
@@ -208,6 +230,11 @@ static void commit_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic_pa
                    rd_kafka_err2str(err));
   } else {
     s->commits++;
+    for (int i = 0; offsets && i < offsets->cnt; i++) {
+      lane *l = lane_of(s, offsets->elems[i].partition);
+      if (l && offsets->elems[i].offset >= 0 && offsets->elems[i].offset > l->confirmed)
+        l->confirmed = offsets->elems[i].offset;
+    }
   }
 }
 
@@ -271,11 +298,11 @@ static void assign(ksrc *s, rd_kafka_t *rk, rd_kafka_topic_partition_list_t *par
     lane *l = &s->lanes[i];
     l->partition = tp->partition;
     l->wm = l->floor = l->committed_wm = INT64_MIN;
-    l->next = l->committed = -1;
+    l->next = l->committed = l->confirmed = -1;
     switch (s->start_mode) {
       case START_COMMITTED:
         if (tp->offset >= 0) {
-          l->next = l->committed = tp->offset;
+          l->next = l->committed = l->confirmed = tp->offset;
           l->floor = l->committed_wm = parse_meta(tp);
           l->wm = l->floor;
         } else {
@@ -301,6 +328,11 @@ static void assign(ksrc *s, rd_kafka_t *rk, rd_kafka_topic_partition_list_t *par
     if (ll < sizeof list - 24 && tp->offset >= 0)
       ll += (size_t)snprintf(list + ll, sizeof list - ll, "%lld", (long long)tp->offset);
   }
+  if (index_lanes(s) != 0) {
+    rd_kafka_assign(rk, NULL);
+    fail_source(s, "out of memory");
+    return;
+  }
   rd_kafka_resp_err_t e = rd_kafka_assign(rk, parts);
   if (e) {
     char msg[256];
@@ -318,6 +350,8 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic
   ksrc *s = cs_kafka_ud(opaque);
   s->rebalances++;
   s->gen++;
+  if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) s->assignments++;
+  else s->revocations++;
   if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS && !s->stopped && !s->ended) {
     assign(s, rk, parts);
     return;
@@ -342,10 +376,11 @@ static int lane_idle(const ksrc *s, const lane *l, int64_t now) {
 }
 
 static void update_watermark(ksrc *s) {
-  int64_t min = INT64_MAX, now = cs_time_mono_us();
+  int64_t min = INT64_MAX, now = 0;
   int active = 0;
   for (size_t i = 0; i < s->nlanes; i++) {
     lane *l = &s->lanes[i];
+    if (l->eof && !now) now = cs_time_mono_us(); /* only then: a clock read costs */
     if (lane_idle(s, l, now)) continue;
     active = 1;
     if (l->wm < min) min = l->wm;
@@ -363,6 +398,7 @@ static void handle_error(ksrc *s, rd_kafka_message_t *m) {
   switch (m->err) {
     case RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET:
     case RD_KAFKA_RESP_ERR_OFFSET_OUT_OF_RANGE:
+      s->out_of_range++;
       snprintf(msg, sizeof msg,
                "%s [%d]: offset %lld is no longer on the broker (trimmed, or deleted by retention; the embedded "
                "broker keeps only the newest ~5 MiB per partition): messages were lost before they were "
@@ -378,6 +414,7 @@ static void handle_error(ksrc *s, rd_kafka_message_t *m) {
       fail_source(s, msg);
       return;
     default:
+      s->errors++;
       cs_log_limited(&s->lim_err, CS_LOG_WARN, s->src->label, "%s [%d]: %s", topic, (int)m->partition,
                      rd_kafka_message_errstr(m));
   }
@@ -400,8 +437,7 @@ static void handle(ksrc *s, rd_kafka_message_t *m) {
   lane *l = lane_of(s, m->partition);
   if (!l || (l->next >= 0 && m->offset < l->next)) return; /* not ours (any more), or seen */
   l->eof = 0;
-  s->last_us = cs_time_mono_us();
-  if (!s->messages++) s->first_us = s->last_us;
+  if (!s->messages++) s->first_us = s->batch_us;
   rd_kafka_timestamp_type_t tst;
   int64_t ts = rd_kafka_message_timestamp(m, &tst);
   if (l->skipping) {
@@ -419,6 +455,10 @@ static void handle(ksrc *s, rd_kafka_message_t *m) {
   s->cur = NULL;
   if (s->ended || s->stopped) return;
   const cs_line_result *r = &s->src->result;
+  l->messages++;
+  if (r->kind == CS_LINE_INVALID) s->invalid++;
+  else if (r->kind == CS_LINE_OTHER) s->non_trades++;
+  else if (r->kind == CS_LINE_CLOCK) s->clock_msgs++;
   if (r->wm_us > l->wm) {
     /* As on a single stream, the watermark moves with each message: the
      * next one is judged by it. Only the slowest partition can move it. */
@@ -462,6 +502,8 @@ static void restart_positions(ksrc *s) {
 static void ks_wake(void *ud) {
   ksrc *s = ud;
   int n = 0;
+  s->batch_us = cs_time_mono_us();
+  s->src->now_us = cs_time_wall_us();
   while (n < BUDGET && !s->paused && !s->stopped && !s->ended) {
     if (s->bi == s->bn) {
       uint64_t gen = s->gen;
@@ -472,6 +514,10 @@ static void ks_wake(void *ud) {
       }
       s->bi = 0;
       s->bn = (size_t)got;
+      /* One clock read per batch, not per message: the wall clock for the
+       * latency figures, the monotonic one for the rate. */
+      s->batch_us = cs_time_mono_us();
+      s->src->now_us = cs_time_wall_us();
       if (s->gen != gen) {
         restart_positions(s);
         continue;
@@ -482,6 +528,7 @@ static void ks_wake(void *ud) {
     handle(s, m);
     rd_kafka_message_destroy(m);
   }
+  if (n && s->messages) s->last_us = cs_time_mono_us();
   if (!s->stopped && !s->ended) update_watermark(s);
   if ((n == BUDGET || s->bi < s->bn) && !s->paused) cs_kafka_rewake(s->k);
 }
@@ -752,6 +799,51 @@ static int ks_where(const cs_source *src, char *buf, size_t size) {
   return 0;
 }
 
+static void ks_metrics(const cs_source *src, cs_metrics_page *pg, const char *labels) {
+  const ksrc *s = src->ctx;
+#define C(name, help, v) cs_metrics_counter(pg, "cstream_kafka_source_" name, help, labels, (double)(v))
+  C("messages_total", "Messages consumed and handed to the pipeline (before start: skipped, not counted)",
+    s->messages);
+  C("invalid_messages_total", "Messages that are not valid JSON or hold no valid trade (counted invalid; logged)",
+    s->invalid);
+  C("non_trade_messages_total", "Well-formed messages that are not trades (counted ignored; clock records apart)",
+    s->non_trades);
+  C("clock_records_total", "Clock records read (the feed's clock, written by a cs.kafka sink)", s->clock_msgs);
+  C("skipped_messages_total", "Messages older than start = <time>, skipped", s->skipped);
+  C("commits_total", "Offset commits the broker confirmed", s->commits);
+  C("commit_errors_total", "Offset commits that failed (retried with the next one)", s->commit_errors);
+  C("assignments_total", "Partition assignments (rebalances)", s->assignments);
+  C("revocations_total", "Partition revocations (rebalances: open windows dropped, read again)", s->revocations);
+  C("offset_out_of_range_total", "Offsets no longer on the broker (each stops the pipeline)", s->out_of_range);
+  C("errors_total", "Other consumer errors (logged; librdkafka retries)", s->errors);
+#undef C
+  cs_metrics_gauge(pg, "cstream_kafka_source_assigned_partitions", "Partitions assigned to this consumer", labels,
+                   (double)s->nlanes);
+  for (size_t i = 0; i < s->nlanes; i++) {
+    const lane *l = &s->lanes[i];
+    char lb[640], part[16];
+    snprintf(lb, sizeof lb, "%s", labels);
+    snprintf(part, sizeof part, "%d", (int)l->partition);
+    cs_metrics_label_add(lb, sizeof lb, "topic", s->topic);
+    cs_metrics_label_add(lb, sizeof lb, "partition", part);
+    cs_metrics_counter(pg, "cstream_kafka_source_partition_messages_total", "Messages consumed, per partition", lb,
+                       (double)l->messages);
+    if (l->next >= 0)
+      cs_metrics_gauge(pg, "cstream_kafka_source_position", "Offset of the next message to read, per partition", lb,
+                       (double)l->next);
+    if (l->confirmed >= 0)
+      cs_metrics_gauge(pg, "cstream_kafka_source_committed_offset",
+                       "Offset committed for the group (confirmed by the broker), per partition", lb,
+                       (double)l->confirmed);
+    int64_t lo, hi;
+    if (s->k && l->next >= 0 &&
+        rd_kafka_get_watermark_offsets(cs_kafka_rk(s->k), s->topic, l->partition, &lo, &hi) == 0 && hi >= 0)
+      cs_metrics_gauge(pg, "cstream_kafka_source_lag_messages",
+                       "Messages on the broker not yet read (end of the log, as last fetched, minus the position)",
+                       lb, (double)(hi > l->next ? hi - l->next : 0));
+  }
+}
+
 static const cs_optdef kafka_options[] = {
     {"brokers", CS_OPT_STRING, NULL, 0, NULL,
      "bootstrap brokers \"host:port,...\", or \"embedded\" (the in-process broker, in memory: development and tests)"},
@@ -784,4 +876,5 @@ const cs_source_vt cs_source_kafka = {
     .stop = ks_stop,
     .destroy = ks_destroy,
     .where = ks_where,
+    .metrics = ks_metrics,
 };

@@ -221,4 +221,5 @@ const cs_source_vt cs_source_replay = {
     .stop = replay_stop,
     .destroy = replay_destroy,
     .progress = replay_progress,
+    .frames = 1,
 };

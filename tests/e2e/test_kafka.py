@@ -27,6 +27,7 @@ sys.path.insert(0, HERE)
 import gen_capture  # noqa: E402
 import reference as ref  # noqa: E402
 import test_replay as tr  # noqa: E402
+import test_operations as to  # noqa: E402  (the strict /metrics parser)
 
 KCAT = shutil.which("kcat") or "/usr/bin/kcat"
 SIZE_US = 30 * ref.US
@@ -387,6 +388,137 @@ cs.pipeline {
         self.check_windows("candles", got, want)
 
 
+RAW_LUA = """\
+local cs = require "cstream"
+cs.pipeline {
+  name   = "ingest",
+  source = cs.replay { path = cs.args.input },
+  sink   = cs.kafka { brokers = cs.args.brokers, topic = cs.args.topic, value = "raw", clock = cs.arg("clock", "1s") },
+}
+"""
+
+
+def kcat_raw(addr, topic):
+    """Every message of the topic as (partition, offset, key, payload bytes),
+    the payload exactly as stored (its length checked)."""
+    p = subprocess.run([KCAT, "-C", "-b", addr, "-t", topic, "-e", "-q", "-f", "%p %o %S %k\x01%s\n"],
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=120)
+    if p.returncode != 0:
+        raise AssertionError("kcat -C failed (%d): %s" % (p.returncode, p.stderr.decode()[-2000:]))
+    out, rest = [], p.stdout
+    while rest:
+        head, rest = rest.split(b" ", 3)[:3], rest.split(b" ", 3)[3]
+        part, off, size = int(head[0]), int(head[1]), int(head[2])
+        key, rest = rest.split(b"\x01", 1)
+        payload, rest = rest[:size], rest[size:]
+        if rest[:1] != b"\n":
+            raise AssertionError("kcat output out of step at %s [%d] %d" % (topic, part, off))
+        out.append((part, off, key, payload))
+        rest = rest[1:]
+    return out
+
+
+def frames_with_trades(lines):
+    """The lines cstream forwards with value = "raw": frames holding at least
+    one valid trade, each with the product of its first trade (oldest
+    first, as cstream hands a batch on) -> [(line, product)]."""
+    out = []
+    for l in lines:
+        kind, t, _ = ref.classify(l)
+        if kind == "trade":
+            out.append((l, t.product_id.encode()))
+        elif kind == "batch":
+            out.append((l, t[0][0].product_id.encode()))
+    return out
+
+
+class RawFrames(KafkaCase):
+    """cs.kafka value = "raw": the exchange frame as received, once per frame,
+    keyed by product; read back by the source, windows as the reference."""
+
+    def raw_ingest(self, broker, path, topic, clock="1s"):
+        p = run(["run", self.script("raw.lua", RAW_LUA), "input=" + path, "brokers=" + broker.addr, "topic=" + topic,
+                 "clock=" + clock])
+        return self.check_run(p, "ingest", "raw ingest into " + topic), p.stderr.decode("utf-8", "replace")
+
+    def test_exchange_frames(self):
+        b = self.start_broker()
+        for cap in ("sample.jsonl", "coinbase-exchange-matches-2025-08-22.jsonl"):
+            path = os.path.join(ROOT, "data", cap)
+            topic = "raw-" + cap.split(".")[0]
+            b.cmd("create %s 4" % topic)
+            lines = ref.split_lines(ref.read_bytes(path))
+            summary, _ = self.ingest_checked(b, path, topic, lines)
+            out = self.path(topic + ".jsonl")
+            summary, _ = self.aggregate(b, topic, "g-" + topic, out)
+            want, want_c = ref.run_lines(lines, SIZE_US, 5 * ref.US)
+            self.assertEqual(want_c["late"], 0)
+            self.check_windows(cap + " (raw frames)", tr.read(out), want)
+            self.assertEqual(summary["trades"], want_c["trades"])
+            self.assertEqual(summary["duplicates"], want_c["duplicates"])
+
+    def ingest_checked(self, b, path, topic, lines, clock="1s"):
+        """Raw ingest, then the topic checked byte for byte against the capture."""
+        summary, log = self.raw_ingest(b, path, topic, clock)
+        want = frames_with_trades(lines)
+        kinds = [ref.classify(l) for l in lines]
+        n_trades = sum(1 if k == "trade" else len(t[0]) for k, t, _ in kinds if k in ("trade", "batch"))
+        self.assertEqual(summary["trades"], n_trades)
+        self.assertEqual(summary["rows_acked"], n_trades, "every trade acknowledged with its frame")
+        msgs = [m for m in kcat_raw(b.addr, topic) if b'"type":"clock"' not in m[3]]
+        self.assertEqual(len(msgs), len(want), "one message per frame with trades")
+        # Byte for byte, each product's frames in capture order in one partition.
+        by_key = {}
+        for part, off, key, payload in sorted(msgs):
+            by_key.setdefault(key, []).append((part, payload))
+        want_by_key = {}
+        for line, prod in want:
+            want_by_key.setdefault(prod, []).append(line)
+        self.assertEqual(sorted(by_key), sorted(want_by_key))
+        for k, got in by_key.items():
+            self.assertEqual(len({p for p, _ in got}), 1, "%s in one partition" % k)
+            self.assertEqual([g for _, g in got], want_by_key[k], "frames of %s, byte for byte" % k)
+        self.assertIn("exchange frames as received", log)
+        return summary, msgs
+
+    def test_advanced_trade_frames(self):
+        # Frames of several trades (two 100-trade snapshots): forwarded once
+        # each; through one partition the windows and counters are a replay's.
+        b = self.start_broker()
+        b.cmd("create adv 1")
+        path = os.path.join(ROOT, "data", "coinbase-advanced-trade-2026-08-09.jsonl.gz")
+        lines = ref.split_lines(ref.read_bytes(path))
+        summary, msgs = self.ingest_checked(b, path, "adv", lines, clock="0")
+        self.assertTrue(any(len(ref.classify(m[3])[1][0]) >= 100 for m in msgs if ref.classify(m[3])[0] == "batch"))
+        out = self.path("adv.jsonl")
+        got_c, _ = self.aggregate(b, "adv", "g-adv", out)
+        want, want_c = ref.run_lines(lines, SIZE_US, 5 * ref.US)
+        self.check_windows("advanced trade (raw frames)", tr.read(out), want, exact_order=True)
+        for k in ("trades", "late", "duplicates", "windows"):
+            self.assertEqual(got_c[k], want_c[k], "%s (summary %s)" % (k, got_c))
+        self.assertEqual(got_c["lines"], len(msgs))
+
+    def test_rejected_where_it_cannot_work(self):
+        cases = {
+            "window": 'source = cs.replay { path = "x" }, window = cs.tumbling { size = "30s" }',
+            "filter/map": 'source = cs.replay { path = "x" }, filter = function(t) return true end',
+            "cs.kafka as the source": 'source = cs.kafka { brokers = "b", topic = "in" }',
+        }
+        for why, body in cases.items():
+            s = self.script("bad.lua", """local cs = require "cstream"
+cs.pipeline { name = "bad", %s,
+  sink = cs.kafka { brokers = "b", topic = "t", value = "raw" } }
+""" % body)
+            for cmd in ("check", "run"):
+                p = run([cmd, s], timeout=30)
+                err = p.stderr.decode()
+                self.assertNotEqual(p.returncode, 0, "%s (%s): %s" % (why, cmd, err))
+                self.assertIn("bad.lua:3: cs.kafka: option 'value' = \"raw\"", err, why)
+                self.assertIn(why, err)
+        p = run(["check", self.script("ok.lua", RAW_LUA), "input=x", "brokers=b", "topic=t"], timeout=30)
+        self.assertEqual(p.returncode, 0, p.stderr.decode())
+
+
 class SourceInterop(KafkaCase):
     """What kcat produces, aggregated by cstream."""
 
@@ -698,10 +830,104 @@ class Start(KafkaCase):
         self.assertEqual(summary["trades"], 0)
 
 
+METRICS_LUA = """\
+local cs = require "cstream"
+cs.metrics { port = 0, host = "127.0.0.1" }
+cs.pipeline {
+  name = "relay",
+  source = cs.kafka { brokers = cs.args.a, topic = "in", group = "metrics", exit_idle = "0", commit_interval = "100ms" },
+  sink = cs.kafka { brokers = cs.args.b, topic = "out", max_inflight = 50, clock = "0" },
+}
+"""
+
+
+class Metrics(KafkaCase):
+    """The Kafka plugins' figures on /metrics, against counts made here."""
+
+    def test_source_and_sink_metrics(self):
+        a, b = self.start_broker(), self.start_broker()
+        a.cmd("create in 4")
+        b.cmd("create out 3")
+        lines = clean_capture(71, seconds=60)
+        records = [r for r in (record_of(l) for l in lines) if r]
+        bad = [b"{not json", b'{"v":1,"product_id":"BTC-USD"}', b"\xff\xfe"]
+        other = [b'{"type":"ticker","product_id":"BTC-USD"}', b'{"type":"heartbeat","product_id":"ETH-USD",'
+                 b'"last_trade_id":1,"sequence":1,"time":"2024-08-22T20:00:01.000000Z"}']
+        msgs = records + bad * 3 + other * 4
+        random.Random(3).shuffle(msgs)
+        kcat_produce(a.addr, "in", msgs, keys=[product_of(m) or b"x" for m in msgs])
+        per_part = {}
+        for m in kcat_consume(a.addr, "in"):
+            per_part[m["partition"]] = per_part.get(m["partition"], 0) + 1
+        self.assertEqual(sum(per_part.values()), len(msgs))
+        # The sink's broker answers slowly (max_inflight is reached) and
+        # fails a few produce requests (retried by librdkafka: no loss, no
+        # duplicate, nothing counted twice).
+        b.cmd("rtt 40")
+        b.cmd("errors Produce 3 NOT_LEADER_FOR_PARTITION")
+        p = to.Proc(["run", self.script("m.lua", METRICS_LUA), "a=" + a.addr, "b=" + b.addr])
+        try:
+            port = p.metrics_port()
+            fams = {}
+
+            def settled():
+                fams.update(to.parse_prometheus(to.http(port, "/metrics")[2]))
+                v = lambda name, **kw: to.value(fams, name, pipeline="relay", **kw)  # noqa: E731
+                done = [v("cstream_kafka_source_committed_offset", source="kafka", partition=str(q)) == n
+                        for q, n in per_part.items()]
+                return all(done) and v("cstream_kafka_sink_delivered_records_total", sink="kafka") == len(records)
+
+            ok = to.wait_for(settled, timeout=60, step=0.3)
+            self.assertTrue(ok, "metrics did not settle:\n%s\n%s" % (
+                "\n".join(l for l in to.http(port, "/metrics")[2].splitlines() if "kafka" in l),
+                p.err_so_far()[-3000:]))
+            to.check_conventions(self, fams)
+
+            def src(name, **kw):
+                return to.value(fams, "cstream_kafka_source_" + name, pipeline="relay", source="kafka", **kw)
+
+            def snk(name):
+                return to.value(fams, "cstream_kafka_sink_" + name, pipeline="relay", sink="kafka")
+
+            self.assertEqual(src("messages_total"), len(msgs))
+            self.assertEqual(src("invalid_messages_total"), 3 * len(bad))
+            self.assertEqual(src("non_trade_messages_total"), 4 * len(other))
+            self.assertEqual(src("clock_records_total"), 0)
+            self.assertEqual(src("assignments_total"), 1)
+            self.assertEqual(src("revocations_total"), 0)
+            self.assertEqual(src("offset_out_of_range_total"), 0)
+            self.assertEqual(src("commit_errors_total"), 0)
+            self.assertGreaterEqual(src("commits_total"), 1)
+            self.assertEqual(src("assigned_partitions"), 4)
+            for q, n in per_part.items():
+                self.assertEqual(src("partition_messages_total", topic="in", partition=str(q)), n)
+                self.assertEqual(src("position", topic="in", partition=str(q)), n)
+                self.assertEqual(src("committed_offset", topic="in", partition=str(q)), n)
+                self.assertEqual(src("lag_messages", topic="in", partition=str(q)), 0)
+            self.assertEqual(snk("messages_total"), len(records))
+            self.assertEqual(snk("records_total"), len(records))
+            self.assertEqual(snk("delivered_messages_total"), len(records))
+            self.assertEqual(snk("delivery_errors_total"), 0)
+            self.assertEqual(snk("inflight_records"), 0)
+            self.assertEqual(snk("inflight_messages"), 0)
+            self.assertGreater(snk("queue_full_waits_total"), 0)
+            # Produce errors the broker answers are retried per message by
+            # librdkafka, which its statistics (request retries) do not count.
+            self.assertIsNotNone(snk("request_retries_total"))
+            self.assertEqual(b.cmd("pending Produce"), "ok 0")
+            # The generic sink figures agree.
+            self.assertEqual(to.value(fams, "cstream_sink_acked_records_total", pipeline="relay", sink="kafka"),
+                             len(records))
+        finally:
+            rc = p.stop()
+        self.assertEqual(rc, 0, p.err[-3000:])
+        self.assertEqual(len([m for m in kcat_consume(b.addr, "out")]), len(records), "every record once")
+
+
 def main():
     path, argv = tr._take_cstream_arg(sys.argv)
     path = path or os.environ.get("CSTREAM") or os.path.join(ROOT, "build", "cstream")
-    tr.CSTREAM = os.path.abspath(path)
+    tr.CSTREAM = to.CSTREAM = os.path.abspath(path)
     if not (os.path.isfile(tr.CSTREAM) and os.access(tr.CSTREAM, os.X_OK)):
         sys.stderr.write("test_kafka: cstream binary not found: %s\n" % tr.CSTREAM)
         sys.exit(2)

@@ -223,7 +223,8 @@ def check_conventions(tc, fams):
             tc.assertTrue(name.endswith("_seconds"), "histogram %s is not in seconds" % name)
         for _, labels, _ in f["samples"]:
             for k in labels:
-                tc.assertIn(k, ("pipeline", "product", "source", "sink", "le", "version"), "%s: label %s" % (name, k))
+                tc.assertIn(k, ("pipeline", "product", "source", "sink", "le", "version", "topic", "partition"),
+                            "%s: label %s" % (name, k))
 
 
 def cross_check(tc, text):

@@ -197,6 +197,24 @@ function cs.pipeline(args)
       error("cs.pipeline: option '" .. f .. "' must be a function, got " .. type(p[f]), 2)
     end
   end
+  -- A sink forwarding exchange frames as received (cs.kafka value = "raw")
+  -- needs trades straight from a source of frames.
+  for _, s in ipairs(sinks) do
+    if s.opts.value == "raw" then
+      local no
+      if p.window ~= nil then
+        no = "a pipeline with a window (the sink would get window rows)"
+      elseif p.filter ~= nil or p.map ~= nil then
+        no = "Lua filter/map hooks (a forwarded frame cannot show what they dropped or changed)"
+      elseif not schemas.sources[p.source.plugin].frames then
+        no = "cs." .. p.source.plugin .. " as the source: its messages are not exchange frames as received"
+      end
+      if no then
+        error(s.where .. ": cs." .. s.plugin .. ": option 'value' = \"raw\" forwards exchange frames as received, " ..
+          "which cannot work with " .. no .. " (use value = \"record\")", 0)
+      end
+    end
+  end
   local name = p.name or ("pipeline" .. (#cs._pipelines + 1))
   if not name:match("^[%w_.%-]+$") then
     error("cs.pipeline: option 'name' may hold only letters, digits, '_', '-' and '.', got '" .. name .. "'", 2)
