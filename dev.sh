@@ -27,7 +27,7 @@ TEST_DEPS="lua-busted python3 python3-websockets openssl clickhouse-server kcat 
 # dlopens (ldd does not show it), lua-cjson for Lua aggregates, the CA
 # certificates TLS is verified against. tests/e2e/test_deploy.py checks this
 # list against ldd.
-RUNTIME_LIBS="libluajit-5.1-2 libuv1 libsimdjson14 zlib1g libwebsockets17 libcurl4 librdkafka1 libstdc++6"
+RUNTIME_LIBS="libluajit-5.1-2 libuv1 libsimdjson14 zlib1g libwebsockets17 libcurl4 librdkafka1 libstdc++6 libgcc-s1"
 BENCH_DEPS="time clickhouse-client"
 
 log() { printf '\n== %s\n' "$*" >&2; }
