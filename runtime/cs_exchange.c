@@ -124,6 +124,8 @@ struct cs_exchange {
   uint64_t next_id;
   FILE *record;
   int served_to_end; /* a client got the whole capture */
+  int live_started;   /* --live: the capture clock runs */
+  int64_t live_wall;  /* --live: when it started (monotonic µs): capture time cap_first is due then */
   int done_drop, done_close, done_stall, done_error, done_oversize;
   cs_log_limiter lim_inject, lim_capture;
   struct {
@@ -150,6 +152,7 @@ struct conn {
   int record; /* its text frames go to --record-sent */
   uv_timer_t timer;
   int64_t sub_deadline, linger_deadline, stall_until;
+  int64_t join_wall; /* --live: when it subscribed; what was due before is consumed unsent */
   /* subscription */
   size_t n_prods;
   uint32_t *mask;      /* per product: subscribed channels */
@@ -358,6 +361,11 @@ static int read_line(conn *c) {
 
 /* The wall time (monotonic µs) when capture time t is due. */
 static int64_t pace(conn *c, int64_t t, int64_t now) {
+  cs_exchange *ex = c->ex;
+  if (ex->o.live) { /* one clock for every connection, from the first subscribe on */
+    double due = (double)ex->live_wall + (double)(t - ex->cap_first) / ex->o.speed;
+    return due < (double)(INT64_MAX / 2) ? (int64_t)due : INT64_MAX / 2;
+  }
   if (!c->base_set) {
     c->base_set = 1;
     c->base_t = t;
@@ -393,11 +401,14 @@ static void at_eof(conn *c, int64_t now) {
     if (!c->lines) cs_warn(COMP, "client %llu: cannot reopen the capture: %s", (unsigned long long)c->id, err.msg);
   }
   c->eof = 1;
-  /* From now on the capture clock advances with the wall clock × speed. */
-  if (!c->clock_set) set_clock(c, cs_time_wall_us());
-  c->base_set = 1;
-  c->base_t = c->clock;
-  c->base_wall = now;
+  /* From now on the capture clock advances with the wall clock × speed
+   * (live: it always did, on the server's one clock). */
+  if (!c->clock_set) set_clock(c, ex->o.live ? ex->cap_last : cs_time_wall_us());
+  if (!ex->o.live) {
+    c->base_set = 1;
+    c->base_t = c->clock;
+    c->base_wall = now;
+  }
   if (!c->done) {
     c->done = 1;
     if (ex->o.linger_s >= 0) c->linger_deadline = now + (int64_t)(ex->o.linger_s * US);
@@ -423,7 +434,8 @@ static int next_item(conn *c, int64_t now, int64_t *due, int *is_hb) {
       t = c->clock;
     if (!hb || !timed || t <= c->hb_next) {
       *is_hb = 0;
-      *due = timed ? pace(c, t, now) : now;
+      /* Live: a line before the capture's first time is due at the start. */
+      *due = timed ? pace(c, t, now) : c->ex->o.live ? c->ex->live_wall : now;
       return 1;
     }
   }
@@ -480,6 +492,15 @@ static int produce(conn *c, int64_t now, int64_t *wake) {
       *wake = due;
       return P_WAIT;
     }
+    /* Live: what was due before this client subscribed went by without it
+     * (the heartbeats' last ids still count those trades: a gap). */
+    int joining = ex->o.live && due < c->join_wall;
+    if (is_hb && joining) {
+      c->hb_cursor = 0;
+      set_clock(c, c->hb_next);
+      c->hb_next += US;
+      continue;
+    }
     if (is_hb) {
       /* One heartbeat per subscribed product per tick, in subscription order. */
       while (c->hb_cursor < c->n_sub && !(c->mask[c->sub_order[c->hb_cursor]] & BIT(CH_HEARTBEAT))) c->hb_cursor++;
@@ -511,7 +532,7 @@ static int produce(conn *c, int64_t now, int64_t *wake) {
     int known = m->prod >= 0 && (size_t)m->prod < c->n_prods;
     if (known && m->has_seq && m->seq > c->last_seq[m->prod]) c->last_seq[m->prod] = m->seq;
     uint32_t subs = known ? c->mask[m->prod] : (m->prod == -1 ? c->global_mask : 0);
-    int send = !m->control && (m->chans & subs);
+    int send = !joining && !m->control && (m->chans & subs);
     if (known && m->trade) {
       /* Skipped ids count as passed: they were "lost in transit". */
       if (m->tid > c->last_trade[m->prod]) c->last_trade[m->prod] = m->tid;
@@ -1208,6 +1229,17 @@ apply:
     c->state = C_STREAM;
     c->sub_deadline = 0;
     ex->n.subscribed++;
+    if (ex->o.live) {
+      c->join_wall = now_us();
+      if (!ex->live_started) {
+        ex->live_started = 1;
+        ex->live_wall = c->join_wall;
+        cs_info(COMP, "client %llu: the live capture clock starts", (unsigned long long)c->id);
+      } else {
+        cs_info(COMP, "client %llu joins the live stream at capture time +%.3f s", (unsigned long long)c->id,
+                (double)(c->join_wall - ex->live_wall) * ex->o.speed / 1e6);
+      }
+    }
   }
   if (!ex->o.no_ack)
     send_ack(c);
@@ -1319,7 +1351,7 @@ static int on_established(cs_exchange *ex, struct lws *wsi) {
   cs_buf_init(&c->rx);
   uv_timer_init(ex->loop, &c->timer);
   c->timer.data = c;
-  c->record = c->id == 1 && ex->record;
+  c->record = ex->record && (ex->o.live || c->id == 1);
   lws_get_peer_simple(wsi, c->peer, sizeof c->peer);
   if (ex->o.subscribe_timeout_s > 0) c->sub_deadline = now_us() + (int64_t)(ex->o.subscribe_timeout_s * US);
   lws_set_opaque_user_data(wsi, c);
@@ -1402,6 +1434,10 @@ cs_exchange *cs_exchange_create(const cs_exchange_opts *o, cs_err *err) {
   }
   if (o->oversize_after && o->oversize_bytes < 32) {
     cs_err_set(err, "--oversize-bytes must be at least 32");
+    return NULL;
+  }
+  if (o->live && (o->speed <= 0 || o->loop)) {
+    cs_err_set(err, "--live needs --speed > 0 and no --loop");
     return NULL;
   }
   if (o->n_skips > MAX_SKIPS) {
@@ -1499,8 +1535,8 @@ int cs_exchange_start(cs_exchange *ex, uv_loop_t *loop, void (*on_stopping)(void
   ex->stop_timer.data = ex;
   ex->started = 1;
   const cs_exchange_opts *o = &ex->o;
-  cs_info(COMP, "serving %s on %s://%s:%d speed=%g%s", ex->capture, o->cert_file ? "wss" : "ws", o->host,
-          cs_lws_port(ex->lws), o->speed, o->loop ? " loop" : "");
+  cs_info(COMP, "serving %s on %s://%s:%d speed=%g%s%s", ex->capture, o->cert_file ? "wss" : "ws", o->host,
+          cs_lws_port(ex->lws), o->speed, o->loop ? " loop" : "", o->live ? " live" : "");
   if (o->drop_after || o->close_after || o->stall_after || o->garbage_every || o->binary_every || o->error_after ||
       o->oversize_after || o->n_skips || o->no_ack)
     cs_info(COMP,
@@ -1622,8 +1658,10 @@ static const cmd_opt cmd_opts[] = {
     {"--max-line", "BYTES", "longest capture line served (default 64 MiB)", A_SIZE, OFF(max_line)},
     {"--fragment-size", "BYTES", "send longer messages as fragments of this size (default 0: whole frames)", A_SIZE,
      OFF(fragment_size)},
-    {"--record-sent", "FILE", "write every text frame sent to the first client, one per line", A_STR,
-     OFF(record_sent)},
+    {"--record-sent", "FILE", "write every text frame sent to the first client (--live: to every client), one per line",
+     A_STR, OFF(record_sent)},
+    {"--live", NULL, "one capture clock from the first subscribe on; clients join at the current position", A_FLAG,
+     OFF(live)},
     {"--drop-after", "N", "drop the TCP connection (no close frame) after N messages", A_U64, OFF(drop_after)},
     {"--drop-every", NULL, "drop every connection, not only the first one", A_FLAG, OFF(drop_every)},
     {"--close-after", "N", "close cleanly (close frame) after N messages", A_U64, OFF(close_after)},
@@ -1822,6 +1860,8 @@ int cs_exchange_command(int argc, char **argv) {
   else if ((st.o.cert_file == NULL) != (st.o.key_file == NULL)) bad = "TLS needs both --cert and --key";
   else if (st.o.oversize_after && st.o.oversize_bytes < 32) bad = "--oversize-bytes must be at least 32";
   else if (st.o.max_line < 1024) bad = "--max-line must be at least 1024";
+  else if (st.o.live && st.o.speed <= 0) bad = "--live needs --speed > 0";
+  else if (st.o.live && st.o.loop) bad = "--live and --loop do not combine";
   if (bad) {
     fprintf(stderr, "cstream: serve-replay: %s\n", bad);
     goto usage;

@@ -52,7 +52,14 @@ typedef struct cs_exchange_opts {
   size_t n_products;
   size_t max_line;      /* longest capture line served; longer ones are skipped and counted */
   size_t fragment_size; /* 0: one WebSocket frame per message; N: split longer messages into N-byte fragments */
-  const char *record_sent; /* write every text frame sent to the first client here, one per line */
+  const char *record_sent; /* write every text frame sent to the first client (with `live`: to every
+                            * client, in the order sent) here, one per line */
+  /* Live: one capture clock for the whole server, started when the first
+   * client subscribes and paced by the wall clock (`speed` > 0) from then
+   * on; a client joins at the current position and gets only what is due
+   * after it subscribed — what was due while it was away is missed, as on
+   * the real feed. Not with `loop`. */
+  int live;
   /* Misbehaviour (0 = off). N counts the data messages (capture messages
    * and heartbeats) sent on a connection. The one-shot ones (drop, close,
    * stall, error, oversize) happen once per server run, on the first

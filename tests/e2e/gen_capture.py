@@ -31,6 +31,16 @@ What is in it (see `generate`):
     truncated last line without a newline;
   * empty lines;
   * for seeds % 3 == 2, a clock jump (a trade an hour ahead) near the end.
+
+`margins=True` (generate(..., margins=True), --margins) keeps the same kinds
+of disorder but every arrival far from the lateness boundary, for tests whose
+pipeline judges lateness with a clock that is only known within a few
+seconds (the multi-process stack, tests/e2e/test_stack.py): out-of-order
+trades at most 1.5 s behind, late trades at least 20 s after their 30 s
+window's end and 12 s after the next trade of their product (so that their
+id was surely missing for 5 s first), duplicates and re-deliveries within
+1.5 s, re-deliveries with another time in the original's 30 s window, and
+invalid lines that carry a time arriving at that time.
 """
 import argparse
 import datetime as dt
@@ -39,12 +49,15 @@ import io
 import json
 import math
 import random
+import re
 import sys
 import uuid
 
 US = 1_000_000
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 INT64_MAX = 2 ** 63 - 1
+
+TIME_RE = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]{1,9}))?Z")
 
 KEY_ORDER = ("type", "trade_id", "maker_order_id", "taker_order_id", "side", "size", "price",
              "product_id", "sequence", "time")
@@ -89,7 +102,8 @@ def fmt_time_digits(us, digits, rng):
 
 
 class Gen:
-    def __init__(self, seed, minutes, sizes, huge_mb, jump):
+    def __init__(self, seed, minutes, sizes, huge_mb, jump, margins=False):
+        self.margins = margins
         self.rng = random.Random(seed)
         self.seed = seed
         self.minutes = minutes
@@ -246,6 +260,10 @@ class Gen:
         all_trades = sorted((tr for p in self.products for tr in self.trades[p]),
                             key=lambda tr: (tr["t"], tr["product_id"]))
         self.all_trades = all_trades
+        following = {}  # id(trade) -> time of the next trade of its product
+        for p in self.products:
+            for a, b in zip(self.trades[p], self.trades[p][1:]):
+                following[id(a)] = b["t"]
         jump_at = None
         if self.jump:
             jump_at = self.t0 + int((self.t_end - self.t0) * 0.93)
@@ -254,22 +272,32 @@ class Gen:
             line = self.line_of(o)
             r = rng.random()
             arrival = tr["t"]
+            m = self.margins
             if r < 0.08:
-                arrival += rng.randint(1, int(4.5 * US))           # out of order, within 5 s
+                arrival += rng.randint(1, int((1.5 if m else 4.5) * US))  # out of order, within 5 s
             elif r < 0.10:
-                arrival += rng.randint(6 * US, 90 * US)            # late
+                if m:  # late, far from the boundary: 20-60 s after the window's end
+                    end = (tr["t"] // (30 * US) + 1) * 30 * US
+                    after = max(end + 20 * US, following.get(id(tr), tr["t"]) + 12 * US)
+                    arrival = after + rng.randint(0, 40 * US)
+                else:
+                    arrival += rng.randint(6 * US, 90 * US)        # late
             self.put(arrival, line)
             r = rng.random()
             if r < 0.03:                                           # exact duplicate line
-                self.put(arrival + rng.randint(0, 20 * US), line)
+                self.put(arrival + rng.randint(0, int((1.5 if m else 20) * US)), line)
             elif r < 0.04:                                         # re-delivered, same time
                 o2 = dict(o)
                 o2["price"] = fmt_dec(float(o["price"]) * 1.01, 2)
                 o2["size"] = "1"
                 o2["sequence"] = self.seq(tr["product_id"])
-                self.put(arrival + rng.randint(0, 10 * US), self.line_of(o2, "shuffled"))
+                self.put(arrival + rng.randint(0, int((1.5 if m else 10) * US)), self.line_of(o2, "shuffled"))
             elif r < 0.045:                                        # re-delivered, another time
-                t2 = tr["t"] + rng.randint(1 * US, 40 * US)
+                if m:  # ... within 1 s, in the original's 30 s window
+                    end = (tr["t"] // (30 * US) + 1) * 30 * US
+                    t2 = min(tr["t"] + rng.randint(1, US), end - 1)
+                else:
+                    t2 = tr["t"] + rng.randint(1 * US, 40 * US)
                 o2 = dict(o)
                 o2["time"] = fmt_time_digits(t2, 6, rng)
                 self.put(t2, dumps(o2))
@@ -395,6 +423,10 @@ class Gen:
         span = self.t_end - self.t0
         pick = lambda: self.t0 + rng.randrange(span)  # noqa: E731
         tmpl_tr = self.all_trades[len(self.all_trades) // 2]
+        if self.margins:
+            # Their `time` is the template's: arriving elsewhere, they would
+            # move a feed's clock (and a replay exchange's pacing) far ahead.
+            pick = lambda: tmpl_tr["t"] + rng.randrange(US)  # noqa: E731
 
         def good(**kw):
             o = self.trade_obj(tmpl_tr)
@@ -491,6 +523,27 @@ class Gen:
         for _ in range(3):
             self.put(pick(), b"")
 
+    def no_future_times(self):
+        """A line never arrives before its own `time`: a replay exchange's
+        clock (and pacing) would jump ahead with it, the whole stream would
+        wait and then come in a burst."""
+        for i, (arrival, order, line) in enumerate(self.events):
+            try:
+                o = json.loads(line)
+            except ValueError:
+                continue
+            t = o.get("time") if isinstance(o, dict) else None
+            m = TIME_RE.fullmatch(t) if isinstance(t, str) else None
+            if not m:
+                continue
+            try:
+                d = dt.datetime(*(int(x) for x in m.groups()[:6]), tzinfo=dt.timezone.utc)
+            except ValueError:
+                continue
+            us = int((d - EPOCH).total_seconds()) * US + int((m.group(7) or "0")[:6].ljust(6, "0"))
+            if us > arrival:
+                self.events[i] = (us, order, line)
+
     def build(self):
         self.make_trades()
         self.emit_preamble()
@@ -498,17 +551,19 @@ class Gen:
         self.emit_ignored()
         self.emit_unusual_valid()
         self.emit_invalid()
+        if self.margins:
+            self.no_future_times()
         self.events.sort(key=lambda e: (e[0], e[1]))
         lines = [e[2] for e in self.events]
         truncated_tail = self.seed % 2 == 1
         return lines, truncated_tail
 
 
-def generate(seed, minutes=5.0, sizes=(1, 7, 30, 60), huge_mb=2.0, jump=None):
+def generate(seed, minutes=5.0, sizes=(1, 7, 30, 60), huge_mb=2.0, jump=None, margins=False):
     """-> bytes of the whole capture (uncompressed)."""
     if jump is None:
         jump = seed % 3 == 2
-    g = Gen(seed, minutes, sizes, huge_mb, jump)
+    g = Gen(seed, minutes, sizes, huge_mb, jump, margins)
     lines, truncated_tail = g.build()
     data = b"\n".join(lines) + b"\n"
     if truncated_tail:
@@ -541,9 +596,10 @@ def main():
                     help="window sizes (s) whose boundaries get trades")
     ap.add_argument("--huge-mb", type=float, default=2.0, help="size of the huge line, 0: none")
     ap.add_argument("--jump", choices=["auto", "yes", "no"], default="auto")
+    ap.add_argument("--margins", action="store_true", help="arrivals far from the lateness boundary (see above)")
     a = ap.parse_args()
     jump = None if a.jump == "auto" else a.jump == "yes"
-    data = generate(a.seed, a.minutes, [int(x) for x in a.sizes.split(",") if x], a.huge_mb, jump)
+    data = generate(a.seed, a.minutes, [int(x) for x in a.sizes.split(",") if x], a.huge_mb, jump, a.margins)
     write(data, a.out, a.gzip or a.out.endswith(".gz"))
 
 

@@ -654,6 +654,107 @@ class BigFrames(unittest.TestCase):
         self.assertEqual(code, 1000)
 
 
+class Live(unittest.TestCase):
+    """--live: one capture clock for the server, started by the first
+    subscribe; a client that comes later joins at the current position and
+    misses what was due while it was away (heartbeats still count those
+    trades); --record-sent records every client's frames, in order."""
+
+    def capture(self, tmp, seconds=20, per_s=10):
+        lines = [{"type": "subscriptions", "channels": []}]
+        tid = 1000
+        for i in range(seconds * per_s):
+            tid += 1
+            lines.append(trade("BTC-USD", tid, T0 + i * SEC // per_s + 3000, price="%d.5" % (100 + i)))
+            if i % 7 == 3:
+                lines.append(trade("ETH-USD", 5000 + i, T0 + i * SEC // per_s + 5000))
+        path = os.path.join(tmp, "live.jsonl")
+        write_lines(path, lines)
+        return path, [json.dumps(l, separators=(",", ":")).encode() for l in lines]
+
+    def test_join_at_the_current_position_and_record_everyone(self):
+        speed = 10
+        with tempfile.TemporaryDirectory() as tmp:
+            cap, lines = self.capture(tmp)
+            rec = os.path.join(tmp, "sent.jsonl")
+            req = {"type": "subscribe", "product_ids": ["BTC-USD"], "channels": ["matches", "heartbeat"]}
+            want = expected_stream(lines, req)
+            with Serve(cap, "--live", "--speed", speed, "--linger", 0, "--record-sent", rec) as s:
+                t_start = time.monotonic()
+                a, _, _ = session(s.port, req, n=60)             # the first client, ~0.5 s, then it leaves
+                time.sleep(max(0.0, t_start + 1.0 - time.monotonic()))
+                t_join = time.monotonic()
+                b, code, _ = session(s.port, req, timeout=5)     # joins ~1 s (10 s of capture) after the start
+                err = s.stop()
+            ga, gb = texts(a), texts(b)
+            self.assertEqual(json.loads(ga[0]), expected_ack(req))
+            self.assertEqual(json.loads(gb[0]), expected_ack(req))
+            # The first client started the clock: it got the stream from the start.
+            self.assertGreater(len(ga), 20)
+            check_stream(self, ga[1:], want[:len(ga) - 1])
+            # The second one: from where the clock was when it joined, to the end.
+            first = json.loads(gb[1])
+            k = next(i for i, (kind, w) in enumerate(want)
+                     if (json.loads(w) if kind == "raw" else w) == first)
+            check_stream(self, gb[1:], want[k:])
+            self.assertEqual(code, 1000)
+            self.assertGreater(k, len(ga) - 1, "what was due between the two clients is missed")
+            # When it joined, the capture clock was at ~(t_join - t_start) * speed.
+            t_first = ref.parse_time(first["time"])
+            self.assertAlmostEqual((t_first - T0) / SEC / speed, t_join - t_start, delta=0.3)
+            # Heartbeats count the trades nobody was sent: the first one B
+            # gets announces ids beyond the last one A got.
+            last_a = max(json.loads(g).get("trade_id", 0) for g in ga[1:])
+            first_b_trade = next(json.loads(g)["trade_id"] for g in gb[1:] if json.loads(g)["type"] == "match")
+            self.assertGreater(first_b_trade - last_a, 5)
+            hb = next(json.loads(g) for g in gb[1:] if json.loads(g)["type"] == "heartbeat")
+            self.assertGreater(hb["last_trade_id"], last_a + 5)
+            # --record-sent: both clients' frames, in the order sent.
+            with open(rec) as f:
+                self.assertEqual(f.read().splitlines(), ga + gb)
+            sm = s.summary(err)
+            self.assertEqual((sm["connections"], sm["subscribed"]), (2, 2))
+            self.assertEqual(sm["messages"], len(ga) + len(gb) - 2)
+            self.assertIn("joins the live stream", err)
+
+    def test_drop_and_reconnect_misses_what_was_sent_meanwhile(self):
+        """The same through --drop-after: the reconnecting client does not get
+        a replay from the start (a duplicate stream) but the live position."""
+        with tempfile.TemporaryDirectory() as tmp:
+            cap, lines = self.capture(tmp, seconds=10)
+            req = {"type": "subscribe", "product_ids": ["BTC-USD"], "channels": ["matches"]}
+            want = [w for _, w in expected_stream(lines, req)]
+            with Serve(cap, "--live", "--speed", 5, "--drop-after", 8, "--linger", 0) as s:
+                a, code_a, _ = session(s.port, req, timeout=5)
+                time.sleep(0.5)
+                b, code_b, _ = session(s.port, req, timeout=5)
+                s.stop()
+            self.assertEqual((len(a), code_a), (9, 1006))
+            self.assertEqual(texts(a)[1:], want[:8])
+            gb = texts(b)[1:]
+            k = want.index(gb[0])
+            self.assertEqual(gb, want[k:])
+            self.assertGreater(k, 8 + 3, "about 0.5 s x 5 of capture went by without a client")
+
+    def test_after_the_end_and_bad_options(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            cap, _ = self.capture(tmp, seconds=2)
+            req = {"type": "subscribe", "product_ids": ["BTC-USD"], "channels": ["matches", "heartbeat"]}
+            with Serve(cap, "--live", "--speed", 20, "--linger", 0.5) as s:
+                a, _, _ = session(s.port, req, timeout=3)
+                b, code, _ = session(s.port, req, timeout=3)  # the capture is over: nothing but the close
+                s.stop()
+            self.assertGreater(len(a), 20)
+            self.assertEqual([json.loads(g)["type"] for g in texts(b)][0], "subscriptions")
+            self.assertTrue(all(json.loads(g)["type"] == "heartbeat" for g in texts(b)[1:]))
+            self.assertEqual(code, 1000)
+        for bad in (["--speed", "0"], ["--loop"]):
+            p = subprocess.run([CSTREAM, "serve-replay", SAMPLE, "--live"] + bad, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, timeout=30)
+            self.assertEqual(p.returncode, 2, p.stderr)
+            self.assertIn(b"--live", p.stderr)
+
+
 class CommandLine(unittest.TestCase):
     def run_cmd(self, *args):
         p = subprocess.run([CSTREAM, "serve-replay"] + list(args), stdout=subprocess.PIPE,
