@@ -483,10 +483,6 @@ static int engine_checked(ch *c, const cs_http_response *resp) {
   if (rc == 0) return 0;
   /* currentDatabase() as the target's database: the Distributed table's own. */
   const char *db = strcmp(c->dinfo.db, "currentDatabase()") == 0 ? c->schema.db : c->dinfo.db;
-  if (strcmp(db, c->schema.db) == 0 && strcmp(c->dinfo.table, c->schema.table) == 0) {
-    fail(c, "Distributed table %s.%s points to itself", c->schema.db, c->schema.table);
-    return -1;
-  }
   if (ch_schema_init(&c->target, c->kind, db, c->dinfo.table, "", c->extra, c->nextra, &err) != 0) {
     fail(c, "Distributed table %s.%s over %s.%s: %s", c->schema.db, c->schema.table, c->dinfo.db, c->dinfo.table,
          err.msg);
