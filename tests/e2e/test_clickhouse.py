@@ -24,7 +24,17 @@ What is checked, always against expectations computed here independently
     hanging (SIGSTOP) mid-run: nothing lost, nothing doubled under FINAL;
   * SIGINT while ClickHouse is down: the pipeline keeps retrying; a second
     SIGINT gives up, counted; a wrong password is a clear error without
-    retries and the password appears nowhere; https with a private CA.
+    retries and the password appears nowhere; https with a private CA;
+  * a sharded cluster (two servers, two shards): windows written through a
+    Distributed table sharded by cityHash64(product_id), re-emitted by
+    on_late = "update" and by a second run, are exactly the expected ones
+    under FINAL on each shard, every row of a product on one shard; a shard
+    down holds synchronous inserts back (nothing acknowledged before it has
+    its rows) while insert_sync = false acknowledges once queued; targets
+    that are not ReplacingMergeTree(version), sharding keys that are not
+    product_id alone, a target missing here or on a shard: start-up errors
+    naming them; scripts/pipeline.lua with CLICKHOUSE_TABLE and
+    CLICKHOUSE_CREATE=false.
 
 Skips (exit 0) when clickhouse-server is not installed. CSTREAM_E2E_KEEP=1
 keeps the temporary directory (server logs, scripts, dead-letter files).

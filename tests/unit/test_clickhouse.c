@@ -1,7 +1,8 @@
 /* The pure logic of the ClickHouse sink (sinks/clickhouse/ch_schema,
  * ch_wire): server versions, DDL for old and new servers, schema checks,
  * error answers of 18.16 and of newer servers and their classification,
- * the local checks, JSONEachRow and RowBinary rows and their decoding. The
+ * the local checks, JSONEachRow and RowBinary rows and their decoding,
+ * Distributed engine arguments and sharding keys. The
  * expected texts are written out by hand from ClickHouse's documentation
  * and answers captured from a real 18.16 server. */
 #include <math.h>
