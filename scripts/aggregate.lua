@@ -16,7 +16,9 @@
 --   topic     KAFKA_TOPIC          trades
 --   group     KAFKA_GROUP          cstream-30s
 --   url       CLICKHOUSE_URL       http://127.0.0.1:8123
---   database  CLICKHOUSE_DATABASE  cstream        (table candles_30s)
+--   database  CLICKHOUSE_DATABASE  cstream
+--   table     CLICKHOUSE_TABLE     candles_30s    (or a Distributed table you made: docs/clickhouse.md)
+--   create    CLICKHOUSE_CREATE    true           (false: database, table and view must exist)
 --   user      CLICKHOUSE_USER      default
 --   password  CLICKHOUSE_PASSWORD  (environment only: never an argument)
 local cs = require "cstream"
@@ -32,9 +34,14 @@ else
   local ch = {
     url      = setting("url", "CLICKHOUSE_URL", "http://127.0.0.1:8123"),
     database = setting("database", "CLICKHOUSE_DATABASE", "cstream"),
-    table    = "candles_30s",
+    table    = setting("table", "CLICKHOUSE_TABLE", "candles_30s"),
+    create   = setting("create", "CLICKHOUSE_CREATE", "true"),
     user     = setting("user", "CLICKHOUSE_USER", "default"),
   }
+  if ch.create ~= "true" and ch.create ~= "false" then
+    error("create (CLICKHOUSE_CREATE) must be true or false, not '" .. tostring(ch.create) .. "'", 0)
+  end
+  ch.create = ch.create == "true"
   if os.getenv("CLICKHOUSE_PASSWORD") then ch.password_env = "CLICKHOUSE_PASSWORD" end
   sink = cs.clickhouse(ch)
 end

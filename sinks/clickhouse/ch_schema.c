@@ -3,6 +3,7 @@
 #include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #define VERSION_COL "version"
 
@@ -357,6 +358,10 @@ static int version_arg(const char *full, char *out, size_t size) {
 }
 
 int ch_schema_check_engine(const ch_schema *s, const char *tsv, size_t len, cs_err *err) {
+  return ch_schema_check_engine_dist(s, tsv, len, NULL, err);
+}
+
+int ch_schema_check_engine_dist(const ch_schema *s, const char *tsv, size_t len, ch_distributed *d, cs_err *err) {
   const char *p = tsv, *end = tsv + len;
   char engine[128], full[2048], key[512], ver[128];
   if (len == 0) return cs_err_set(err, "table %s.%s does not exist", s->db, s->table);
@@ -365,12 +370,18 @@ int ch_schema_check_engine(const ch_schema *s, const char *tsv, size_t len, cs_e
   p = tsv_field(p, end, full, sizeof full);
   if (p < end && *p == '\t') p++;
   tsv_field(p, end, key, sizeof key);
+  if (d && strcmp(engine, "Distributed") == 0) {
+    if (ch_distributed_parse(full, d, err) != 0 || ch_sharding_key_check(d->key, err) != 0)
+      return cs_err_prefix(err, "Distributed table %s.%s", s->db, s->table);
+    return 1;
+  }
   size_t el = strlen(engine), rl = strlen("ReplacingMergeTree");
   if (el < rl || strcmp(engine + el - rl, "ReplacingMergeTree") != 0)
     return cs_err_set(err,
-                      "table %s.%s is %s, expected ReplacingMergeTree(%s): re-emitted rows would not replace "
+                      "table %s.%s is %s, expected ReplacingMergeTree(%s)%s: re-emitted rows would not replace "
                       "earlier ones",
-                      s->db, s->table, engine[0] ? engine : "(unknown engine)", VERSION_COL);
+                      s->db, s->table, engine[0] ? engine : "(unknown engine)", VERSION_COL,
+                      d ? " or a Distributed table over one" : "");
   if (version_arg(full, ver, sizeof ver) != 0 || strcmp(ver, VERSION_COL) != 0)
     return cs_err_set(err, "table %s.%s is not ReplacingMergeTree(%s) (%s): the latest row would not win", s->db,
                       s->table, VERSION_COL, full);
@@ -378,4 +389,154 @@ int ch_schema_check_engine(const ch_schema *s, const char *tsv, size_t len, cs_e
     return cs_err_set(err, "table %s.%s is ordered by (%s), expected (%s): rows with the same key would not collapse",
                       s->db, s->table, key, ch_schema_order_by(s->kind));
   return 0;
+}
+
+/* ------------------------------------------------- Distributed tables */
+/* The end of the quoted text that starts at p (p[0] is the quote): the
+ * closing quote, or NULL. Backslash escapes and doubled quotes inside. */
+static const char *quoted_end(const char *p) {
+  char q = *p++;
+  for (; *p; p++) {
+    if (*p == '\\' && p[1])
+      p++;
+    else if (*p == q) {
+      if (p[1] != q) return p;
+      p++; /* '' inside '...' */
+    }
+  }
+  return NULL;
+}
+
+/* One engine argument [a, b) into out: trimmed, a quoted name unquoted. */
+static int engine_arg(const char *a, const char *b, char *out, size_t size) {
+  while (a < b && isspace((unsigned char)*a)) a++;
+  while (b > a && isspace((unsigned char)b[-1])) b--;
+  size_t n = 0;
+  if (b - a >= 2 && (*a == '\'' || *a == '`' || *a == '"') && quoted_end(a) == b - 1) {
+    for (const char *p = a + 1; p < b - 1; p++) {
+      if (*p == '\\' && p + 1 < b - 1)
+        p++;
+      else if (*p == *a && p + 1 < b - 1 && p[1] == *a)
+        p++;
+      if (n + 1 >= size) return -1;
+      out[n++] = *p;
+    }
+  } else {
+    if ((size_t)(b - a) >= size) return -1;
+    memcpy(out, a, (size_t)(b - a));
+    n = (size_t)(b - a);
+  }
+  out[n] = 0;
+  return 0;
+}
+
+int ch_distributed_parse(const char *full, ch_distributed *d, cs_err *err) {
+  memset(d, 0, sizeof *d);
+  const char *p = full;
+  while (isspace((unsigned char)*p)) p++;
+  if (strncmp(p, "Distributed", 11) != 0) return cs_err_set(err, "engine '%s' is not Distributed(...)", full);
+  p += 11;
+  while (isspace((unsigned char)*p)) p++;
+  if (*p != '(') return cs_err_set(err, "engine '%s' has no arguments", full);
+  p++;
+  char *outs[4] = {d->cluster, d->db, d->table, d->key};
+  size_t sizes[4] = {sizeof d->cluster, sizeof d->db, sizeof d->table, sizeof d->key};
+  int nargs = 0, depth = 0;
+  const char *arg = p;
+  for (;; p++) {
+    if (!*p) return cs_err_set(err, "engine '%s': unbalanced parentheses", full);
+    if (*p == '\'' || *p == '`' || *p == '"') {
+      const char *q = quoted_end(p);
+      if (!q) return cs_err_set(err, "engine '%s': unterminated quote", full);
+      p = q;
+    } else if (*p == '(') {
+      depth++;
+    } else if ((*p == ',' && depth == 0) || (*p == ')' && depth == 0)) {
+      if (nargs < 4 && engine_arg(arg, p, outs[nargs], sizes[nargs]) != 0)
+        return cs_err_set(err, "engine '%s': argument %d too long", full, nargs + 1);
+      nargs++;
+      arg = p + 1;
+      if (*p == ')') break;
+    } else if (*p == ')') {
+      depth--;
+    }
+  }
+  if (nargs < 3 || !d->cluster[0] || !d->db[0] || !d->table[0])
+    return cs_err_set(err, "engine '%s': expected Distributed(cluster, database, table[, sharding_key])", full);
+  return 0;
+}
+
+static int is_keyword(const char *w, size_t n) {
+  static const char *const kw[] = {"AND", "OR", "NOT", "IN", "IS", "NULL", "CASE", "WHEN", "THEN", "ELSE", "END",
+                                   "BETWEEN", "LIKE", "TRUE", "FALSE", NULL};
+  for (int i = 0; kw[i]; i++)
+    if (strlen(kw[i]) == n && strncasecmp(kw[i], w, n) == 0) return 1;
+  return 0;
+}
+
+int ch_sharding_key_check(const char *key, cs_err *err) {
+  static const char why[] =
+      "every version of a window must land on the same shard, where FINAL replaces the earlier one: shard by "
+      "product_id alone, e.g. cityHash64(product_id)";
+  if (!key[0]) return cs_err_set(err, "has no sharding key: %s", why);
+  int has_product = 0;
+  for (const char *p = key; *p;) {
+    if (*p == '\'' || *p == '"') { /* a string literal ("..." is a name in ClickHouse, but never ours) */
+      const char *q = quoted_end(p);
+      if (!q) return cs_err_set(err, "sharding key %s: unterminated quote", key);
+      p = q + 1;
+      continue;
+    }
+    if (isdigit((unsigned char)*p)) { /* a number: 7, 0x1f, 1e3, 2.5 */
+      while (isalnum((unsigned char)*p) || *p == '.') p++;
+      continue;
+    }
+    const char *w = p;
+    size_t n = 0;
+    int quoted = *p == '`';
+    if (quoted) {
+      const char *q = quoted_end(p);
+      if (!q) return cs_err_set(err, "sharding key %s: unterminated quote", key);
+      w = p + 1;
+      n = (size_t)(q - w);
+      p = q + 1;
+    } else if (isalpha((unsigned char)*p) || *p == '_') {
+      while (isalnum((unsigned char)p[n]) || p[n] == '_') n++;
+      p += n;
+    } else {
+      p++; /* operators, parentheses, commas, spaces */
+      continue;
+    }
+    const char *after = p;
+    while (isspace((unsigned char)*after)) after++;
+    if (*after == '(' || *after == '.') continue; /* a function, or a qualifier before the column */
+    if (!quoted && is_keyword(w, n)) continue;
+    if (n == strlen("product_id") && memcmp(w, "product_id", n) == 0) {
+      has_product = 1;
+      continue;
+    }
+    return cs_err_set(err, "sharding key %s depends on '%.*s': %s", key, (int)n, w, why);
+  }
+  if (!has_product) return cs_err_set(err, "sharding key %s does not depend on product_id: %s", key, why);
+  return 0;
+}
+
+/* A SQL string literal's body: quotes and backslashes escaped. */
+static void sql_str(cs_buf *b, const char *s) {
+  for (; *s; s++) {
+    if (*s == '\'' || *s == '\\') cs_buf_append(b, "\\", 1);
+    cs_buf_append(b, s, 1);
+  }
+}
+
+void ch_sql_cluster(const char *cluster, cs_buf *b) {
+  cs_buf_puts(b, "SELECT uniqExact(shard_num), countIf(is_local) FROM system.clusters WHERE cluster = '");
+  sql_str(b, cluster);
+  cs_buf_puts(b, "' FORMAT TabSeparated");
+}
+
+void ch_sql_engine_on_shards(const ch_schema *s, const char *cluster, cs_buf *b) {
+  cs_buf_puts(b, "SELECT engine, engine_full, sorting_key FROM cluster('");
+  sql_str(b, cluster);
+  cs_buf_printf(b, "', system, tables) WHERE database = '%s' AND name = '%s' FORMAT TabSeparated", s->db, s->table);
 }

@@ -8,6 +8,11 @@
  * with the same key and a higher version replaces the older one at merge
  * time (read with FINAL, or through the argMax view made here).
  *
+ * The table written may also be a Distributed table over such tables (a
+ * sharded cluster): its engine arguments are parsed here (ch_distributed)
+ * and its sharding key must depend on product_id alone, so that every
+ * version of a window lands on one shard, where FINAL replaces it.
+ *
  * Pure functions over strings: no I/O, no libcurl; unit-tested in
  * tests/unit/test_clickhouse.c. Uses cs_buf and cs_err. A ch_schema owns its
  * strings; ch_schema_free releases them (a zeroed schema is fine to free). */
@@ -77,8 +82,45 @@ void ch_sql_insert(const ch_schema *s, const char *format, cs_buf *out);
  * first missing or mistyped column; an empty answer: the table is missing. */
 int ch_schema_check_columns(const ch_schema *s, const char *tsv, size_t len, cs_err *err);
 /* Checks the answer of ch_sql_engine: a *ReplacingMergeTree with the
- * version column, ordered by the schema's key. */
+ * version column, ordered by the schema's key. A Distributed table is
+ * refused (see ch_schema_check_engine_dist). */
 int ch_schema_check_engine(const ch_schema *s, const char *tsv, size_t len, cs_err *err);
+
+/* ------------------------------------------------ Distributed tables */
+/* The arguments of Distributed(cluster, database, table[, sharding_key[,
+ * policy]]), quotes removed. `db` may be an expression such as
+ * currentDatabase(): the caller decides what it means. */
+typedef struct ch_distributed {
+  char cluster[256], db[256], table[256];
+  char key[1024]; /* the sharding key as written; "" when there is none */
+} ch_distributed;
+
+/* Parses system.tables.engine_full of a Distributed table: 18.16 writes
+ * "Distributed(two, d, t, cityHash64(product_id))", newer servers quote
+ * the names ('two', 'd', 't'); SETTINGS after the arguments are ignored.
+ * 0, or -1 with a message. */
+int ch_distributed_parse(const char *engine_full, ch_distributed *d, cs_err *err);
+
+/* Whether a sharding key keeps every row of a product on one shard: its
+ * only column must be product_id (cityHash64(product_id),
+ * murmurHash3_32(product_id) % 4, ...). 0, or -1 with a message naming the
+ * column that is not product_id, or saying that none is product_id (rand(),
+ * a constant, no key at all). */
+int ch_sharding_key_check(const char *key, cs_err *err);
+
+/* Like ch_schema_check_engine, but a Distributed table is accepted when its
+ * arguments parse and its sharding key passes ch_sharding_key_check: then
+ * *d is filled and 1 is returned (its target table is still to be checked,
+ * by the caller). 0: a fitting *ReplacingMergeTree; -1: refused. */
+int ch_schema_check_engine_dist(const ch_schema *s, const char *tsv, size_t len, ch_distributed *d, cs_err *err);
+
+/* SELECT uniqExact(shard_num), countIf(is_local) FROM system.clusters WHERE
+ * cluster = '<cluster>': the shards, and whether this server is one. */
+void ch_sql_cluster(const char *cluster, cs_buf *out);
+/* The ch_sql_engine query over every shard of the cluster (the cluster()
+ * table function: one replica per shard answers), one line per shard that
+ * has the table. */
+void ch_sql_engine_on_shards(const ch_schema *s, const char *cluster, cs_buf *out);
 
 /* The key columns, the partition expression, as text. */
 const char *ch_schema_order_by(ch_kind kind);

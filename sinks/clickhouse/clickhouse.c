@@ -8,6 +8,17 @@
  * permanent failure naming the column; an unreachable server is retried
  * with backoff while rows are buffered.
  *
+ * The table may instead be a Distributed table (made by the user, never
+ * created here) over such tables on a sharded cluster: its sharding key
+ * must depend on product_id alone (every version of a window on one shard,
+ * where FINAL replaces it), its cluster must be known to the server, and
+ * the table it points to is checked like a plain one on this server when it
+ * is there (it must be, when this server is a shard) and its engine on
+ * every shard through the cluster() table function (best effort: a shard
+ * that does not answer is logged, not fatal). One log line says what was
+ * checked and what was not. Inserts then carry insert_distributed_sync=1
+ * (option insert_sync): acknowledged once every shard stored its rows.
+ *
  * Rows: each record taken gets a version (UInt64, the wall clock in µs when
  * the sink took it, strictly increasing), so a window emitted again — late
  * update, restart, replay — replaces the earlier row under FINAL. Records
@@ -82,9 +93,30 @@ typedef struct batch {
 } batch;
 
 typedef enum { ST_NEW, ST_SETUP, ST_READY, ST_FAILED, ST_STOPPED } state;
-enum { STEP_VERSION, STEP_DATABASE, STEP_TABLE, STEP_COLUMNS, STEP_ENGINE, STEP_VIEW, STEP_DONE };
-static const char *const step_names[] = {"SELECT version()",   "CREATE DATABASE", "CREATE TABLE", "reading the columns",
-                                         "reading the engine", "CREATE VIEW",     "done"};
+enum {
+  STEP_VERSION,
+  STEP_DATABASE,
+  STEP_TABLE,
+  STEP_COLUMNS,
+  STEP_ENGINE,
+  STEP_CLUSTER,        /* Distributed only, from here to STEP_SHARDS */
+  STEP_TARGET_COLUMNS, /* the table it points to, on this server */
+  STEP_TARGET_ENGINE,
+  STEP_SHARDS, /* its engine on every shard */
+  STEP_VIEW,
+  STEP_DONE
+};
+static const char *const step_names[] = {"SELECT version()",
+                                         "CREATE DATABASE",
+                                         "CREATE TABLE",
+                                         "reading the columns",
+                                         "reading the engine",
+                                         "reading the cluster",
+                                         "reading the columns of the Distributed table's target",
+                                         "reading the engine of the Distributed table's target",
+                                         "reading the engine on every shard",
+                                         "CREATE VIEW",
+                                         "done"};
 
 typedef struct ch {
   cs_sink *sink;
@@ -92,12 +124,21 @@ typedef struct ch {
   char *url, *db, *table_opt, *view_opt, *user, *password, *ca_file, *dead_path;
   char **extra;
   size_t nextra;
-  int create, rowbinary;
+  int create, rowbinary, dist_sync;
   uint64_t batch_rows, batch_bytes, buffer_bytes;
   int64_t batch_delay_us, timeout_us, connect_timeout_us;
   /* run time */
   ch_kind kind;
   ch_schema schema;
+  /* A Distributed table (found by the engine check) and what was checked of
+   * the table it points to. */
+  int dist;
+  ch_distributed dinfo;
+  ch_schema target;
+  long shards, local_replicas; /* from system.clusters; -1: not known */
+  int target_here;             /* the target table is on this server (checked) */
+  long shards_checked;         /* shards whose target engine was checked; -1: not done */
+  char shards_note[600];       /* why not */
   uv_loop_t *loop;
   cs_http *http;
   uv_timer_t t_delay, t_retry, t_fail;
@@ -131,6 +172,7 @@ typedef struct ch {
 
 static void kick(ch *c);
 static void setup_send(ch *c);
+static void log_distributed(ch *c);
 
 /* --------------------------------------------------------------- batches */
 static batch *batch_new(void) {
@@ -339,6 +381,8 @@ static int build_insert_url(ch *c) {
   cs_buf_puts(&c->insert_url, INSERT_SETTINGS);
   cs_buf_printf(&c->insert_url, "&max_insert_block_size=%llu",
                 (unsigned long long)(c->batch_rows < 1048576 ? 1048576 : c->batch_rows + 1));
+  /* Alias of distributed_foreground_insert on current servers. */
+  if (c->dist && c->dist_sync) cs_buf_puts(&c->insert_url, "&insert_distributed_sync=1");
   int oom = q.oom || c->insert_url.oom;
   cs_buf_free(&q);
   return oom ? -1 : 0;
@@ -351,6 +395,7 @@ static void setup_finished(ch *c) {
   }
   c->st = ST_READY;
   c->setup_done_once = 1;
+  if (c->dist) log_distributed(c);
   cs_info(c->sink->label, "ClickHouse %d.%d.%d at %s: writing %s to %s.%s%s%s%s", c->ver.major, c->ver.minor,
           c->ver.patch, c->url, c->kind == CH_KIND_TRADES ? "trades" : "window rows", c->schema.db, c->schema.table,
           c->schema.view ? " (latest rows: view " : "", c->schema.view ? c->schema.view : "",
@@ -370,6 +415,20 @@ static void setup_send(ch *c) {
       c->step++;
       continue;
     }
+    if (c->step >= STEP_CLUSTER && c->step <= STEP_SHARDS && !c->dist) {
+      c->step++;
+      continue;
+    }
+    if ((c->step == STEP_CLUSTER || c->step == STEP_SHARDS) && strchr(c->dinfo.cluster, '{')) {
+      /* A macro ({cluster}): its value is in the server's configuration. */
+      snprintf(c->shards_note, sizeof c->shards_note, "the cluster name '%s' is a macro", c->dinfo.cluster);
+      c->step++;
+      continue;
+    }
+    if (c->step == STEP_TARGET_ENGINE && !c->target_here) {
+      c->step++;
+      continue;
+    }
     break;
   }
   cs_buf_reset(&c->sql);
@@ -379,6 +438,10 @@ static void setup_send(ch *c) {
     case STEP_TABLE: ch_sql_create_table(&c->schema, &c->feat, &c->sql); break;
     case STEP_COLUMNS: ch_sql_columns(&c->schema, &c->sql); break;
     case STEP_ENGINE: ch_sql_engine(&c->schema, &c->sql); break;
+    case STEP_CLUSTER: ch_sql_cluster(c->dinfo.cluster, &c->sql); break;
+    case STEP_TARGET_COLUMNS: ch_sql_columns(&c->target, &c->sql); break;
+    case STEP_TARGET_ENGINE: ch_sql_engine(&c->target, &c->sql); break;
+    case STEP_SHARDS: ch_sql_engine_on_shards(&c->target, c->dinfo.cluster, &c->sql); break;
     case STEP_VIEW: ch_sql_create_view(&c->schema, &c->sql); break;
     default: setup_finished(c); return;
   }
@@ -403,12 +466,134 @@ static void setup_send(ch *c) {
   post(c, url, c->sql.data, c->sql.len, on_setup_answer);
 }
 
+/* STEP_ENGINE: a fitting ReplacingMergeTree, or a Distributed table whose
+ * target is then checked (its schema made here). 0, or -1 when failed. */
+static int engine_checked(ch *c, const cs_http_response *resp) {
+  cs_err err = {{0}};
+  c->dist = 0;
+  c->target_here = 0;
+  c->shards = c->local_replicas = c->shards_checked = -1;
+  c->shards_note[0] = 0;
+  ch_schema_free(&c->target);
+  int rc = ch_schema_check_engine_dist(&c->schema, resp->body, resp->body_len, &c->dinfo, &err);
+  if (rc < 0) {
+    fail(c, "%s", err.msg);
+    return -1;
+  }
+  if (rc == 0) return 0;
+  /* currentDatabase() as the target's database: the Distributed table's own. */
+  const char *db = strcmp(c->dinfo.db, "currentDatabase()") == 0 ? c->schema.db : c->dinfo.db;
+  if (ch_schema_init(&c->target, c->kind, db, c->dinfo.table, "", c->extra, c->nextra, &err) != 0) {
+    fail(c, "Distributed table %s.%s over %s.%s: %s", c->schema.db, c->schema.table, c->dinfo.db, c->dinfo.table,
+         err.msg);
+    return -1;
+  }
+  c->dist = 1;
+  return 0;
+}
+
+/* STEP_CLUSTER: "shards\tlocal replicas". */
+static int cluster_read(ch *c, const cs_http_response *resp) {
+  long shards = -1, local = -1;
+  char buf[64];
+  snprintf(buf, sizeof buf, "%.*s", (int)(resp->body_len < 63 ? resp->body_len : 63), resp->body ? resp->body : "");
+  if (sscanf(buf, "%ld\t%ld", &shards, &local) != 2) {
+    fail(c, "ClickHouse at %s: unexpected answer reading cluster '%s': '%.80s'", c->url, c->dinfo.cluster, buf);
+    return -1;
+  }
+  if (shards == 0) {
+    fail(c,
+         "Distributed table %s.%s: cluster '%s' is not defined on the ClickHouse at %s (remote_servers in its "
+         "configuration): every insert would fail",
+         c->schema.db, c->schema.table, c->dinfo.cluster, c->url);
+    return -1;
+  }
+  c->shards = shards;
+  c->local_replicas = local;
+  return 0;
+}
+
+/* STEP_SHARDS: one line per shard that has the target table. */
+static int shards_read(ch *c, const cs_http_response *resp) {
+  const char *p = resp->body, *end = resp->body + resp->body_len;
+  long n = 0;
+  cs_err err = {{0}};
+  while (p && p < end) {
+    const char *nl = memchr(p, '\n', (size_t)(end - p));
+    size_t len = nl ? (size_t)(nl - p) : (size_t)(end - p);
+    if (len) {
+      if (ch_schema_check_engine(&c->target, p, len, &err) != 0) {
+        fail(c, "Distributed table %s.%s: on a shard of cluster '%s': %s", c->schema.db, c->schema.table,
+             c->dinfo.cluster, err.msg);
+        return -1;
+      }
+      n++;
+    }
+    p = nl ? nl + 1 : end;
+  }
+  if (c->shards > 0 && n < c->shards) {
+    fail(c,
+         "Distributed table %s.%s: its table %s.%s exists on %ld of the %ld shards of cluster '%s': create it on "
+         "every shard",
+         c->schema.db, c->schema.table, c->target.db, c->target.table, n, c->shards, c->dinfo.cluster);
+    return -1;
+  }
+  c->shards_checked = n;
+  return 0;
+}
+
+/* What was checked of a Distributed table's target, and what not: one
+ * line (a warning when something could not be checked). */
+static void log_distributed(ch *c) {
+  char what[1500];
+  const char *tgt_db = c->target.db, *tgt = c->target.table;
+  int partial = 0;
+  int n = snprintf(what, sizeof what, "%s.%s is a Distributed table over %s.%s on cluster '%s' (", c->schema.db,
+                   c->schema.table, tgt_db, tgt, c->dinfo.cluster);
+  if (c->shards > 0)
+    n += snprintf(what + n, sizeof what - (size_t)n, "%ld shard%s, ", c->shards, c->shards == 1 ? "" : "s");
+  n += snprintf(what + n, sizeof what - (size_t)n, "sharding key %s): ", c->dinfo.key);
+  if (c->target_here)
+    n += snprintf(what + n, sizeof what - (size_t)n, "columns and engine of %s.%s checked on this server", tgt_db,
+                  tgt);
+  else {
+    n += snprintf(what + n, sizeof what - (size_t)n,
+                  "%s.%s is not on this server: its columns were NOT checked (only the Distributed table's)", tgt_db,
+                  tgt);
+    partial = 1;
+  }
+  if (c->shards_checked >= 0)
+    n += snprintf(what + n, sizeof what - (size_t)n, "; its engine checked on every shard (%ld)", c->shards_checked);
+  else {
+    n += snprintf(what + n, sizeof what - (size_t)n, "; its engine on the other shards NOT checked (%s)",
+                  c->shards_note[0] ? c->shards_note : "not tried");
+    partial = 1;
+  }
+  snprintf(what + n, sizeof what - (size_t)n, "; inserts %s",
+           c->dist_sync ? "synchronous (insert_distributed_sync=1: acknowledged once every shard has its rows)"
+                        : "asynchronous (insert_sync = false: acknowledged once queued on this server's disk, "
+                          "sent to the shards in the background)");
+  if (partial)
+    cs_warn(c->sink->label, "%s", what);
+  else
+    cs_info(c->sink->label, "%s", what);
+}
+
 static void on_setup_answer(void *ud, const cs_http_response *resp) {
   ch *c = ud;
   c->req = NULL;
   if (c->st != ST_SETUP) return;
   ch_error e;
   if (answer_error(c, resp, &e) != 0) {
+    if (c->step == STEP_SHARDS && e.status != 0) {
+      /* The server answered, a shard did not (or cluster() is refused):
+       * not fatal; what was not checked is logged. */
+      snprintf(c->shards_note, sizeof c->shards_note, "the query over the shards failed: %.500s", e.msg);
+      answered(c);
+      c->step++;
+      setup_send(c);
+      return;
+    }
     switch (e.cls) {
       case CH_RETRY: retry_later(c, &e, "connecting"); return;
       case CH_AUTH:
@@ -439,10 +624,36 @@ static void on_setup_answer(void *ud, const cs_http_response *resp) {
       }
       break;
     case STEP_ENGINE:
-      if (ch_schema_check_engine(&c->schema, resp->body, resp->body_len, &err) != 0) {
-        fail(c, "%s", err.msg);
+      if (engine_checked(c, resp) != 0) return;
+      break;
+    case STEP_CLUSTER:
+      if (cluster_read(c, resp) != 0) return;
+      break;
+    case STEP_TARGET_COLUMNS:
+      if (resp->body_len == 0 || (resp->body_len == 1 && resp->body[0] == '\n')) {
+        if (c->local_replicas > 0) {
+          fail(c,
+               "Distributed table %s.%s: its table %s.%s does not exist on the ClickHouse at %s, which is a shard "
+               "of cluster '%s': create it there (and on every shard) before starting",
+               c->schema.db, c->schema.table, c->target.db, c->target.table, c->url, c->dinfo.cluster);
+          return;
+        }
+        c->target_here = 0;
+      } else if (ch_schema_check_columns(&c->target, resp->body, resp->body_len, &err) != 0) {
+        fail(c, "Distributed table %s.%s: %s", c->schema.db, c->schema.table, err.msg);
+        return;
+      } else {
+        c->target_here = 1;
+      }
+      break;
+    case STEP_TARGET_ENGINE:
+      if (ch_schema_check_engine(&c->target, resp->body, resp->body_len, &err) != 0) {
+        fail(c, "Distributed table %s.%s: %s", c->schema.db, c->schema.table, err.msg);
         return;
       }
+      break;
+    case STEP_SHARDS:
+      if (shards_read(c, resp) != 0) return;
       break;
     default: break;
   }
@@ -830,6 +1041,7 @@ static int ch_init(cs_sink *sink, const cs_opts *opts, cs_err *err) {
       }
   }
   c->create = (int)cs_opts_int(opts, "create");
+  c->dist_sync = (int)cs_opts_int(opts, "insert_sync");
   c->rowbinary = strcmp(cs_opts_str(opts, "format"), "RowBinary") == 0;
   int64_t rows = cs_opts_int(opts, "batch_rows"), bytes = cs_opts_int(opts, "batch_bytes"),
           buffer = cs_opts_int(opts, "buffer_bytes");
@@ -941,6 +1153,7 @@ static void ch_destroy(cs_sink *sink) {
   batch_free(c->fill);
   if (c->dl_fd >= 0) close(c->dl_fd);
   ch_schema_free(&c->schema);
+  ch_schema_free(&c->target);
   cs_buf_free(&c->sql);
   cs_buf_free(&c->insert_url);
   cs_buf_free(&c->req_url);
@@ -1003,7 +1216,10 @@ static const cs_optdef ch_options[] = {
     {"ca_file", CS_OPT_STRING, NULL, 1, NULL,
      "https: CA certificates (PEM) to verify the server; default: the system's"},
     {"create", CS_OPT_BOOLEAN, "true", 0, NULL,
-     "create the database, table and view if missing (else they must exist)"},
+     "create the database, table and view if missing (else they must exist); a Distributed table is never created"},
+    {"insert_sync", CS_OPT_BOOLEAN, "true", 0, NULL,
+     "a Distributed table: inserts return once every shard stored its rows (insert_distributed_sync=1); false: "
+     "once the server queued them"},
     {"extra_columns", CS_OPT_STRINGS, NULL, 1, NULL,
      "window rows: \"name Type\" columns for user aggregates (cs.aggregate), e.g. { \"max_size Float64\" }"},
     {"format", CS_OPT_ENUM, "RowBinary", 0, "RowBinary|JSONEachRow",

@@ -58,15 +58,22 @@ def _xml_escape(s):
 
 
 class ClickHouseServer:
-    def __init__(self, workdir=None, users=None, http_port=None, https=None, log_level="warning"):
+    def __init__(self, workdir=None, users=None, http_port=None, https=None, log_level="warning", tcp_port=None,
+                 clusters=None):
         """users: {name: password or (password, "readonly")} besides `default`
         (no password, loopback only). https: (cert_file, key_file) to also
-        listen on an HTTPS port."""
+        listen on an HTTPS port. tcp_port: the native port (default: a free
+        one). clusters: {name: [shard, ...]} for `remote_servers` (what a
+        Distributed table names), each shard a list of replicas' native
+        ports on 127.0.0.1 (or one port: a shard of one replica); e.g.
+        {"two": [a.tcp_port, b.tcp_port]}. Choose the ports first
+        (free_port()) to make servers that name each other."""
         self.own_dir = workdir is None
         self.dir = os.path.abspath(workdir or tempfile.mkdtemp(prefix="cstream-ch-"))
         self.users = dict(users or {})
         self.http_port = http_port or free_port()
-        self.tcp_port = free_port()
+        self.tcp_port = tcp_port or free_port()
+        self.clusters = dict(clusters or {})
         self.https = https
         self.https_port = free_port() if https else None
         self.log_level = log_level
@@ -77,10 +84,10 @@ class ClickHouseServer:
     def _write_config(self):
         d = self.dir
         os.makedirs(os.path.join(d, "data"), exist_ok=True)
-        ssl = ""
+        more = ""  # optional config sections
         if self.https:
             cert, key = self.https
-            ssl = """
+            more = """
   <https_port>%d</https_port>
   <openSSL><server>
     <certificateFile>%s</certificateFile><privateKeyFile>%s</privateKeyFile>
@@ -88,6 +95,17 @@ class ClickHouseServer:
     <cacheSessions>true</cacheSessions><disableProtocols>sslv2,sslv3</disableProtocols>
     <preferServerCiphers>true</preferServerCiphers>
   </server></openSSL>""" % (self.https_port, _xml_escape(cert), _xml_escape(key))
+        if self.clusters:
+            # 18.16's format: <remote_servers><NAME><shard><replica>...
+            parts = []
+            for name, shards in sorted(self.clusters.items()):
+                xs = []
+                for shard in shards:
+                    ports = shard if isinstance(shard, (list, tuple)) else [shard]
+                    xs.append("<shard>%s</shard>" % "".join(
+                        "<replica><host>127.0.0.1</host><port>%d</port></replica>" % p for p in ports))
+                parts.append("<%s>%s</%s>" % (name, "".join(xs), name))
+            more += "\n  <remote_servers>%s</remote_servers>" % "".join(parts)
         with open(os.path.join(d, "config.xml"), "w") as f:
             f.write("""<?xml version="1.0"?>
 <yandex>
@@ -95,7 +113,7 @@ class ClickHouseServer:
     <size>100M</size><count>1</count></logger>
   <listen_host>127.0.0.1</listen_host>
   <http_port>%(http)d</http_port>
-  <tcp_port>%(tcp)d</tcp_port>%(ssl)s
+  <tcp_port>%(tcp)d</tcp_port>%(more)s
   <path>%(d)s/data/</path>
   <tmp_path>%(d)s/data/tmp/</tmp_path>
   <user_files_path>%(d)s/data/user_files/</user_files_path>
@@ -109,7 +127,7 @@ class ClickHouseServer:
   <max_concurrent_queries>100</max_concurrent_queries>
   <keep_alive_timeout>3</keep_alive_timeout>
 </yandex>
-""" % {"level": self.log_level, "d": _xml_escape(d), "http": self.http_port, "tcp": self.tcp_port, "ssl": ssl})
+""" % {"level": self.log_level, "d": _xml_escape(d), "http": self.http_port, "tcp": self.tcp_port, "more": more})
         users = ["    <default><password></password><networks><ip>127.0.0.1</ip><ip>::1</ip></networks>"
                  "<profile>default</profile><quota>default</quota></default>"]
         for name, pw in self.users.items():

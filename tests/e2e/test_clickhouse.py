@@ -24,7 +24,17 @@ What is checked, always against expectations computed here independently
     hanging (SIGSTOP) mid-run: nothing lost, nothing doubled under FINAL;
   * SIGINT while ClickHouse is down: the pipeline keeps retrying; a second
     SIGINT gives up, counted; a wrong password is a clear error without
-    retries and the password appears nowhere; https with a private CA.
+    retries and the password appears nowhere; https with a private CA;
+  * a sharded cluster (two servers, two shards): windows written through a
+    Distributed table sharded by cityHash64(product_id), re-emitted by
+    on_late = "update" and by a second run, are exactly the expected ones
+    under FINAL on each shard, every row of a product on one shard; a shard
+    down holds synchronous inserts back (nothing acknowledged before it has
+    its rows) while insert_sync = false acknowledges once queued; targets
+    that are not ReplacingMergeTree(version), sharding keys that are not
+    product_id alone, a target missing here or on a shard: start-up errors
+    naming them; scripts/pipeline.lua with CLICKHOUSE_TABLE and
+    CLICKHOUSE_CREATE=false.
 
 Skips (exit 0) when clickhouse-server is not installed. CSTREAM_E2E_KEEP=1
 keeps the temporary directory (server logs, scripts, dead-letter files).
@@ -712,6 +722,265 @@ class Auth(ClickHouseCase):
                            stderr=subprocess.PIPE, timeout=30)
         self.assertNotEqual(p.returncode, 0)
         self.assertIn(b"CH_NOT_SET_ANYWHERE is not set", p.stderr)
+
+
+DIST_LUA = """\
+local cs = require "cstream"
+cs.pipeline {
+  name   = "w",
+  source = cs.replay { path = cs.args.input },
+  window = cs.tumbling { size = "30s", lateness = cs.arg("lateness", "5s"), on_late = cs.arg("on_late", "drop") },
+  sink   = {
+    cs.jsonl { path = cs.args.out, truncate = true },
+    cs.clickhouse { url = cs.args.url, database = cs.args.db, table = cs.args.table, dead_letter = cs.args.dead,
+                    insert_sync = cs.arg("sync", "true") == "true", timeout = "5s", batch_delay = "100ms" },
+  },
+}
+"""
+
+LOCAL_DDL = ("CREATE TABLE %s.%s (" + Schema.GOOD + ") ENGINE = %s PARTITION BY toYYYYMM(window_start) "
+             "ORDER BY (product_id, window_start)")
+
+
+def window_order(r):
+    return (r["window_end"], r["product_id"].encode(), r["window_start"])
+
+
+class Distributed(ClickHouseCase):
+    """Two clickhouse-servers, two shards of cluster `two`; cstream writes
+    through a Distributed table on shard A. `bonly` is a cluster whose one
+    shard is B: from A, a Distributed table whose target is elsewhere."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.mkdtemp(prefix="cstream-ch-dist-")
+        pa, pb = free_port(), free_port()
+        clusters = {"two": [pa, pb], "bonly": [pb]}
+        cls.ch = ClickHouseServer(os.path.join(cls.tmp, "a"), tcp_port=pa, clusters=clusters)
+        cls.ch2 = ClickHouseServer(os.path.join(cls.tmp, "b"), tcp_port=pb, clusters=clusters)
+        cls.ch.start()
+        cls.ch2.start()
+        cls.n = 0
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.ch2.close()
+        super().tearDownClass()
+
+    def setUp(self):
+        super().setUp()
+        self.ch2.start()  # a test may have stopped it
+        for s in (self.ch, self.ch2):
+            s.query("CREATE DATABASE IF NOT EXISTS %s" % self.db)
+
+    def local(self, server, table, engine="ReplacingMergeTree(version)", cols=None):
+        ddl = LOCAL_DDL % (self.db, table, engine)
+        if cols:
+            ddl = ddl.replace(Schema.GOOD, cols)
+        server.query(ddl)
+
+    def dist(self, table, target, key="cityHash64(product_id)", cluster="two"):
+        self.ch.query("CREATE TABLE %s.%s (%s) ENGINE = Distributed(%s, %s, %s%s)"
+                      % (self.db, table, Schema.GOOD, cluster, self.db, target, ", " + key if key else ""))
+
+    def shard_rows(self, table, final="FINAL"):
+        """{shard: rows of its local table}, both shards."""
+        return {name: ch_window_rows(s, self.db, table, final=final) for name, s in (("A", self.ch), ("B", self.ch2))}
+
+    def assert_sharded(self, table, dist, want, what):
+        """Per shard, FINAL (which works within a shard) holds exactly the
+        expected windows of its products; every row of a product, old
+        versions included, is on one shard; the Distributed table read with
+        FINAL and the view say the same."""
+        final, raw = self.shard_rows(table), self.shard_rows(table, final="")
+        products = {k: {r["product_id"] for r in rows} for k, rows in raw.items()}
+        self.assertFalse(products["A"] & products["B"], "%s: products on both shards: %s" % (
+            what, sorted(products["A"] & products["B"])))
+        self.assertTrue(products["A"] and products["B"], "%s: one shard got nothing: %s" % (what, products))
+        # The shard each product belongs on, as ClickHouse computes it (shard 1 = remainder 0).
+        for name, idx in (("A", 0), ("B", 1)):
+            for p in products[name]:
+                h = int(self.ch.query("SELECT cityHash64('%s') %% 2" % p.replace("'", "\\'")))
+                self.assertEqual(h, idx, "%s: %s is on shard %s" % (what, p, name))
+        got = sorted(final["A"] + final["B"], key=window_order)
+        m = tr.rows_mismatch([as_pairs(r) for r in got], want, "%s: both shards' %s FINAL: " % (what, table))
+        if m:
+            self.fail(m)
+        for name in ("A", "B"):
+            keys = [(r["product_id"], r["window_start"]) for r in final[name]]
+            self.assertEqual(len(keys), len(set(keys)), "%s: a window twice on shard %s under FINAL" % (what, name))
+        through = sorted(ch_window_rows(self.ch, self.db, dist), key=window_order)
+        self.assertEqual(through, got, "%s: %s FINAL differs from the shards' FINAL" % (what, dist))
+        view = sorted(ch_window_rows(self.ch, self.db, dist + "_latest", final=""), key=window_order)
+        self.assertEqual(view, got, "%s: the view %s_latest differs" % (what, dist))
+        return got, raw
+
+    def test_windows_and_reemission_through_distributed(self):
+        cap, lines = self.capture(7)
+        script = self.script("dist.lua", DIST_LUA)
+        for s in (self.ch, self.ch2):
+            self.local(s, "candles_local")
+        self.dist("candles", "candles_local")
+        out = self.path(self.db + ".jsonl")
+        # 1: re-emissions within a run (on_late = "update"): the latest emission of each window wins.
+        p, s = self.run_ok(script, "w", input=cap, out=out, table="candles", lateness="1s", on_late="update")
+        text = p.stderr.decode("utf-8", "replace")
+        self.assertIn("%s.candles is a Distributed table over %s.candles_local on cluster 'two' (2 shards, "
+                      "sharding key cityHash64(product_id)): columns and engine of %s.candles_local checked on this "
+                      "server; its engine checked on every shard (2); inserts synchronous" % (self.db, self.db, self.db),
+                      text)
+        emitted = read_jsonl(out)
+        latest = {}
+        for r in emitted:
+            latest[(r["product_id"], r["window_start"])] = r
+        self.assertGreater(s["late_updates"], 0)
+        self.assertGreater(len(emitted), len(latest), "the capture should make windows be emitted again")
+        self.assertEqual(s["rows_acked"], 2 * len(emitted))
+        want1 = sorted(latest.values(), key=window_order)
+        got1, raw1 = self.assert_sharded("candles_local", "candles", want1, "run 1 (on_late = update)")
+        self.assertEqual(len(raw1["A"]) + len(raw1["B"]), len(emitted), "every emission stored once")
+        v1 = max(r["version"] for r in got1)
+        # 2: the same input again (a restart, another replica after a
+        # rebalance): every window emitted again, the reference's windows win.
+        self.run_ok(script, "w", input=cap, out=out, table="candles")
+        ref_rows, _ = ref.run_lines(lines, 30 * US, 5 * US)
+        keys = {(r["product_id"], r["window_start"]) for r in ref_rows}
+        # Windows run 2 does not emit (their trades are all late there) keep run 1's row.
+        want2 = sorted(ref_rows + [r for k, r in latest.items() if k not in keys], key=window_order)
+        got2, raw2 = self.assert_sharded("candles_local", "candles", want2, "run 2 (a second run)")
+        self.assertGreater(min(r["version"] for r in got2 if (r["product_id"], r["window_start"]) in keys), v1,
+                           "the later emission must win")
+        self.assertEqual(len(raw2["A"]) + len(raw2["B"]), len(emitted) + len(ref_rows))
+
+    def test_target_only_on_other_shards(self):
+        # A is not a shard of `bonly`: the target's columns cannot be checked
+        # from A (said in a warning); its engine is checked on B.
+        self.local(self.ch2, "c_local")
+        self.dist("c", "c_local", cluster="bonly")
+        cap = os.path.join(ROOT, "data", "sample.jsonl")
+        p, s = self.run_ok(self.script("dist.lua", DIST_LUA), "w", input=cap, out=self.path(self.db + ".jsonl"),
+                           table="c")
+        text = p.stderr.decode("utf-8", "replace")
+        self.assertRegex(text, r"warn .*%s\.c_local is not on this server: its columns were NOT checked .*its engine "
+                               r"checked on every shard \(1\)" % self.db)
+        want, _ = ref.run_file(cap, 30 * US, 5 * US)
+        got = ch_window_rows(self.ch2, self.db, "c_local")
+        self.assertIsNone(tr.rows_mismatch([as_pairs(r) for r in got], want))
+
+    def test_shard_down_sync_and_async(self):
+        cap, lines = self.capture(11)
+        want, _ = ref.run_lines(lines, 30 * US, 5 * US)
+        script = self.script("dist.lua", DIST_LUA)
+        for s in (self.ch, self.ch2):
+            self.local(s, "c_local")
+        self.dist("c", "c_local")
+        self.ch2.stop()
+        # Synchronous (default): an insert that cannot reach shard B fails and
+        # is retried, so nothing is acknowledged before B has its rows.
+        proc = self.start(script, input=cap, out=self.path(self.db + ".jsonl"), table="c")
+        time.sleep(3.0)
+        self.assertIsNone(proc.poll(), "with shard B down, the inserts must wait for it")
+        # A failed insert may have stored A's part (ClickHouse: "Wrote ... rows on shard 0"): the retry sends
+        # the same rows with the same versions, which collapse under FINAL (checked below).
+        self.ch2.start()
+        err = self.finish(proc)
+        text = err.decode("utf-8", "replace")
+        self.assertEqual(proc.returncode, 0, text[-3000:])
+        self.assertIn("its engine on the other shards NOT checked (the query over the shards failed:", text)
+        self.assertRegex(text, r"insert at .* failed \(ClickHouse error\): Code: \d+")
+        self.assertGreater(sink_summary(err, "w")["retries"], 0)
+        self.assert_sharded("c_local", "c", want, "sync, shard B down then up")
+        # insert_sync = false: acknowledged once queued on A, delivered to B later.
+        for s in (self.ch, self.ch2):
+            self.local(s, "q_local")
+        self.dist("q", "q_local")
+        self.ch2.stop()
+        p, s = self.run_ok(script, "w", input=cap, out=self.path(self.db + "-q.jsonl"), table="q", sync="false")
+        self.assertEqual(s["rows_acked"], 2 * len(want), "acknowledged while shard B is down")
+        self.assertIn("inserts asynchronous (insert_sync = false", p.stderr.decode())
+        on_a = int(self.ch.query("SELECT count() FROM %s.q_local" % self.db))
+        self.assertLess(on_a, len(want), "B's rows cannot be anywhere but in A's queue")
+        self.ch2.start()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if int(self.ch2.query("SELECT count() FROM %s.q_local" % self.db)) + on_a >= len(want):
+                break
+            time.sleep(0.5)
+        self.assert_sharded("q_local", "q", want, "async, delivered after B came back")
+
+    def test_wrong_targets_fail_at_start(self):
+        script = self.script("dist.lua", DIST_LUA)
+        cap = os.path.join(ROOT, "data", "sample.jsonl")
+        db = self.db
+        cases = [
+            # name, setup, what the error says
+            ("plain_mergetree", lambda: ([self.local(s, "mt_local", engine="MergeTree()") for s in (self.ch, self.ch2)],
+                                         self.dist("plain_mergetree", "mt_local")),
+             ["Distributed table %s.plain_mergetree: table %s.mt_local is MergeTree, expected "
+              "ReplacingMergeTree(version)" % (db, db)]),
+            ("random_key", lambda: ([self.local(s, "rk_local") for s in (self.ch, self.ch2)],
+                                    self.dist("random_key", "rk_local", key="rand()")),
+             ["Distributed table %s.random_key: sharding key rand() does not depend on product_id" % db,
+              "cityHash64(product_id)"]),
+            ("window_key", lambda: ([self.local(s, "wk_local") for s in (self.ch, self.ch2)],
+                                    self.dist("window_key", "wk_local",
+                                              key="cityHash64(product_id, toUInt32(window_start))")),
+             ["sharding key cityHash64(product_id, toUInt32(window_start)) depends on 'window_start'"]),
+            ("no_key", lambda: self.dist("no_key", "rk_local", key=""),
+             ["Distributed table %s.no_key: has no sharding key" % db]),
+            ("missing_here", lambda: (self.local(self.ch2, "b_local"), self.dist("missing_here", "b_local")),
+             ["its table %s.b_local does not exist on the ClickHouse at %s, which is a shard of cluster 'two'"
+              % (db, self.ch.url)]),
+            ("mistyped_here", lambda: ([self.local(s, "ty_local", cols=Schema.GOOD.replace("vwap Float64",
+                                                                                            "vwap String"))
+                                        for s in (self.ch, self.ch2)], self.dist("mistyped_here", "ty_local")),
+             ["Distributed table %s.mistyped_here: table %s.ty_local: column 'vwap' is String, expected Float64"
+              % (db, db)]),
+            ("wrong_on_b", lambda: (self.local(self.ch, "wb_local"),
+                                    self.local(self.ch2, "wb_local", engine="MergeTree()"),
+                                    self.dist("wrong_on_b", "wb_local")),
+             ["Distributed table %s.wrong_on_b: on a shard of cluster 'two': table %s.wb_local is MergeTree"
+              % (db, db)]),
+            ("missing_on_b", lambda: (self.local(self.ch, "mb_local"), self.dist("missing_on_b", "mb_local")),
+             ["its table %s.mb_local exists on 1 of the 2 shards of cluster 'two'" % db]),
+        ]
+        for table, setup, needles in cases:
+            with self.subTest(table):
+                setup()
+                err = Schema.run_fail(self, script, input=cap, out=self.path(table + ".jsonl"), table=table)
+                for n in needles:
+                    self.assertIn(n, err, "stderr lacks %r:\n%s" % (n, err[-3000:]))
+                for s in (self.ch, self.ch2):
+                    rows = s.query("SELECT sum(rows) FROM system.parts WHERE database = '%s' AND active" % db)
+                    self.assertIn(rows.strip(), ("0", "\\N", ""), "%s: nothing may be inserted" % table)
+
+    def test_aggregate_script_settings(self):
+        # scripts/pipeline.lua (replay -> embedded Kafka -> windows) with the
+        # table and create from the environment: a Distributed table that
+        # must exist (create = false), view included.
+        for s in (self.ch, self.ch2):
+            self.local(s, "candles_local")
+        self.dist("candles", "candles_local")
+        self.ch.query("CREATE VIEW %s.candles_latest AS SELECT * FROM %s.candles FINAL" % (self.db, self.db))
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("CLICKHOUSE_", "KAFKA_"))}
+        env.update(CLICKHOUSE_URL=self.ch.url, CLICKHOUSE_DATABASE=self.db, CLICKHOUSE_TABLE="candles",
+                   CLICKHOUSE_CREATE="false")
+        cap = os.path.join(ROOT, "data", "sample.jsonl")
+        p = subprocess.run([CSTREAM, "run", "scripts/pipeline.lua", "replay=" + cap, "rate=0", "exit_idle=3s"],
+                           cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=120)
+        text = p.stderr.decode("utf-8", "replace")
+        self.assertEqual(p.returncode, 0, text[-3000:])
+        self.assertIn("%s.candles is a Distributed table over %s.candles_local" % (self.db, self.db), text)
+        want, _ = ref.run_file(cap, 30 * US, 5 * US)
+        want.sort(key=window_order)
+        final = self.shard_rows("candles_local")
+        got = sorted(final["A"] + final["B"], key=window_order)
+        m = tr.rows_mismatch([as_pairs(r) for r in got], want, "scripts/pipeline.lua: ")
+        if m:
+            self.fail(m)
+        # create = false: nothing made by the sink (no candles_30s, no view of its own).
+        self.assertEqual(self.ch.query("SELECT name FROM system.tables WHERE database = '%s' ORDER BY name FORMAT TSV"
+                                       % self.db).split(), ["candles", "candles_latest", "candles_local"])
 
 
 def make_tls(d):

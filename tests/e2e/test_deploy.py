@@ -295,8 +295,14 @@ class CheckScripts(unittest.TestCase):
         for line in ('brokers         = "kafka:9092"', 'topic           = "trades"',
                      'group           = "cstream-30s"', 'url             = "http://clickhouse:8123"',
                      'database        = "cstream"', 'user            = "cstream"',
-                     'password_env    = "CLICKHOUSE_PASSWORD"', 'start           = "committed"'):
+                     'password_env    = "CLICKHOUSE_PASSWORD"', 'start           = "committed"',
+                     'table           = "candles_30s"', 'create          = true'):
             self.assertIn(line, out)
+        # A user-made table (a Distributed one on a sharded cluster) and no CREATE rights.
+        p = self.check("cstream-aggregate", CLICKHOUSE_TABLE="candles_dist", CLICKHOUSE_CREATE="false")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertIn('table           = "candles_dist"', p.stdout)
+        self.assertIn('create          = false', p.stdout)
 
     def test_ingest(self):
         p = self.check("cstream-ingest")
@@ -311,6 +317,9 @@ class CheckScripts(unittest.TestCase):
         p = self.check("cstream-aggregate", LATENESS="5 parsecs")
         self.assertEqual(p.returncode, 3)
         self.assertIn("lateness", p.stderr)
+        p = self.check("cstream-aggregate", CLICKHOUSE_CREATE="maybe")
+        self.assertEqual(p.returncode, 3, p.stdout)
+        self.assertIn("create (CLICKHOUSE_CREATE) must be true or false, not 'maybe'", p.stderr)
         p = self.check("cstream-ingest", COINBASE_API="nyse")
         self.assertEqual(p.returncode, 3, p.stdout)
 
