@@ -181,8 +181,12 @@ static int64_t lane_durable(lane *l, int64_t dwm, uint64_t acked) {
 /* --------------------------------------------------------------- commits */
 
 /* Commits every partition's durable offset that moved, with the durable
- * watermark as metadata. Asynchronous: the result is logged. */
-static void commit(ksrc *s, const char *why) {
+ * watermark as metadata. Asynchronous (the result is logged by commit_cb),
+ * except on a revoke: the member that gets the partitions next reads the
+ * committed offsets as soon as the group has rebalanced, and an
+ * asynchronous commit still in flight then would make it re-read (and
+ * re-emit) windows this member has already emitted. */
+static void commit(ksrc *s, const char *why, int sync) {
   if (!s->k || !s->nlanes || !s->src->durable) return;
   int64_t dwm;
   uint64_t acked;
@@ -207,7 +211,7 @@ static void commit(ksrc *s, const char *why) {
     l->committed_wm = meta_wm;
   }
   if (list->cnt) {
-    rd_kafka_resp_err_t e = rd_kafka_commit(cs_kafka_rk(s->k), list, 1);
+    rd_kafka_resp_err_t e = rd_kafka_commit(cs_kafka_rk(s->k), list, !sync);
     if (e)
       cs_log_limited(&s->lim_err, CS_LOG_WARN, s->src->label, "commit (%s): %s", why, rd_kafka_err2str(e));
     else
@@ -358,7 +362,7 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic
   }
   /* Revoked (or an error, or closing): commit what is durable, then drop
    * the state of every partition (eager rebalancing revokes them all). */
-  commit(s, "revoke");
+  commit(s, "revoke", 1);
   if (s->nlanes && s->src->reset && !s->stopped && !s->ended) s->src->reset(s->src->ud);
   if (s->nlanes) cs_info(s->src->label, "partitions revoked (%zu)", s->nlanes);
   lanes_clear(s);
@@ -577,7 +581,7 @@ static void on_tick(uv_timer_t *t) {
     if (s->exit_idle_us > 0 && idle >= s->exit_idle_us) {
       cs_info(s->src->label, "every partition at the end of its log for %.1f s: ending", (double)idle / 1e6);
       s->ended = 1;
-      commit(s, "end of input");
+      commit(s, "end of input", 0);
       s->src->on_end(s->src->ud);
       return;
     }
@@ -592,7 +596,7 @@ static void on_tick(uv_timer_t *t) {
   }
   if (now - s->last_commit_us >= s->commit_us) {
     s->last_commit_us = now;
-    commit(s, "periodic");
+    commit(s, "periodic", 0);
   }
 }
 
@@ -778,7 +782,7 @@ static void ks_destroy(cs_source *src) {
   if (s->k) {
     /* What became durable while the sinks drained; then leave the group
      * (the final revoke commits again if anything moved). */
-    commit(s, "stop");
+    commit(s, "stop", 1);
     cs_kafka_destroy(s->k);
     s->k = NULL;
     double span = (double)(s->last_us - s->first_us) / 1e6;
