@@ -741,6 +741,16 @@ static int ks_start(cs_source *src, uv_loop_t *loop, cs_err *err) {
 
 static void set_paused(ksrc *s, int pause) {
   s->paused = pause;
+  /* An end of log seen before or during a pause is stale on resume: paused
+   * partitions are not fetched, so data may be waiting in them. They count
+   * as idle again only after partition_idle more at the end (else the
+   * partitions fetched first could move the watermark past the windows of
+   * the others, whose trades would then come late). */
+  if (!pause) {
+    int64_t now = cs_time_mono_us();
+    for (size_t i = 0; i < s->nlanes; i++)
+      if (s->lanes[i].eof) s->lanes[i].eof_since_us = now;
+  }
   if (!s->k || !s->nlanes) return;
   rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new((int)s->nlanes);
   for (size_t i = 0; i < s->nlanes; i++) rd_kafka_topic_partition_list_add(list, s->topic, s->lanes[i].partition);
