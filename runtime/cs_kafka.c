@@ -68,7 +68,18 @@ int cs_kafka_set(rd_kafka_conf_t *conf, const char *key, const char *value, cs_e
   return 0;
 }
 
-rd_kafka_conf_t *cs_kafka_conf(const char *brokers, char *const *extra, size_t nextra, cs_err *err) {
+int cs_kafka_set_props(rd_kafka_conf_t *conf, char *const *props, size_t n, const char *what, cs_err *err) {
+  for (size_t i = 0; i < n; i++) {
+    const char *eq = strchr(props[i], '=');
+    if (!eq || eq == props[i]) return cs_err_set(err, "%s: '%s' is not key=value", what, props[i]);
+    char key[256];
+    snprintf(key, sizeof key, "%.*s", (int)(eq - props[i]), props[i]);
+    if (cs_kafka_set(conf, key, eq + 1, err)) return -1;
+  }
+  return 0;
+}
+
+rd_kafka_conf_t *cs_kafka_conf(const char *brokers, cs_err *err) {
   if (strcmp(brokers, CS_KAFKA_EMBEDDED) == 0 && !(brokers = cs_kafka_embedded(err))) return NULL;
   rd_kafka_conf_t *conf = rd_kafka_conf_new();
   /* cs_log's level decides what librdkafka bothers to format. */
@@ -76,16 +87,6 @@ rd_kafka_conf_t *cs_kafka_conf(const char *brokers, char *const *extra, size_t n
   if (cs_kafka_set(conf, "bootstrap.servers", brokers, err) || cs_kafka_set(conf, "client.id", "cstream", err) ||
       cs_kafka_set(conf, "log.queue", "true", err) || cs_kafka_set(conf, "log_level", lv, err))
     goto error;
-  for (size_t i = 0; i < nextra; i++) {
-    const char *eq = strchr(extra[i], '=');
-    if (!eq || eq == extra[i]) {
-      cs_err_set(err, "librdkafka property '%s': not key=value", extra[i]);
-      goto error;
-    }
-    char key[256];
-    snprintf(key, sizeof key, "%.*s", (int)(eq - extra[i]), extra[i]);
-    if (cs_kafka_set(conf, key, eq + 1, err)) goto error;
-  }
   rd_kafka_conf_set_log_cb(conf, log_cb);
   rd_kafka_conf_set_error_cb(conf, error_cb);
   return conf;

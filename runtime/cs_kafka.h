@@ -53,12 +53,15 @@ typedef struct cs_kafka_cbs {
 
 /* A configuration with cstream's common settings: bootstrap.servers
  * (`brokers`, or the embedded broker's address for "embedded"), client.id,
- * logs through the event queue at the level cs_log is at; then each
- * "key=value" of `extra` (librdkafka properties, applied last). The
- * caller owns the result (cs_kafka_create takes it). NULL on error. */
-rd_kafka_conf_t *cs_kafka_conf(const char *brokers, char *const *extra, size_t nextra, cs_err *err);
+ * logs through the event queue at the level cs_log is at. The caller owns
+ * the result (cs_kafka_create takes it). NULL on error. */
+rd_kafka_conf_t *cs_kafka_conf(const char *brokers, cs_err *err);
 /* Sets one property; on failure err names it. 0 or -1. */
 int cs_kafka_set(rd_kafka_conf_t *conf, const char *key, const char *value, cs_err *err);
+/* Sets each "key=value" of `props` (a plugin's `config` option: called
+ * last, so they may change any setting before them). On failure err says
+ * `what` (e.g. "option 'config'") and the entry. 0 or -1. */
+int cs_kafka_set_props(rd_kafka_conf_t *conf, char *const *props, size_t n, const char *what, cs_err *err);
 
 /* Creates the client and hooks its queue to the loop. Takes ownership of
  * conf (also on failure). A consumer needs group.id in conf; its main

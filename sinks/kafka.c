@@ -472,7 +472,7 @@ static int ks_start(cs_sink *sink, uv_loop_t *loop, cs_err *err) {
   s->loop = loop;
   if (strcmp(s->brokers, CS_KAFKA_EMBEDDED) == 0 && cs_kafka_embedded_topic(s->topic, s->partitions, err) != 0)
     return -1;
-  rd_kafka_conf_t *conf = cs_kafka_conf(s->brokers, NULL, 0, err);
+  rd_kafka_conf_t *conf = cs_kafka_conf(s->brokers, err);
   if (!conf) return -1;
   int rc = cs_kafka_set(conf, "enable.idempotence", "true", err) ||
            cs_kafka_set(conf, "compression.codec", s->compression, err);
@@ -492,16 +492,7 @@ static int ks_start(cs_sink *sink, uv_loop_t *loop, cs_err *err) {
   rc = rc || cs_kafka_set(conf, "queue.buffering.max.messages", num, err) ||
        cs_kafka_set(conf, "queue.buffering.max.kbytes", "2097151", err);
   /* Extra properties last: they may change any of the above. */
-  for (size_t i = 0; !rc && i < s->nconfig; i++) {
-    const char *eq = strchr(s->config[i], '=');
-    char key[256];
-    if (!eq || eq == s->config[i]) {
-      rc = cs_err_set(err, "option 'config': '%s' is not key=value", s->config[i]);
-      break;
-    }
-    snprintf(key, sizeof key, "%.*s", (int)(eq - s->config[i]), s->config[i]);
-    rc = cs_kafka_set(conf, key, eq + 1, err);
-  }
+  if (!rc) rc = cs_kafka_set_props(conf, s->config, s->nconfig, "option 'config'", err);
   if (rc) {
     rd_kafka_conf_destroy(conf);
     return -1;

@@ -690,7 +690,7 @@ static int ks_start(cs_source *src, uv_loop_t *loop, cs_err *err) {
   s->loop = loop;
   if (strcmp(s->brokers, CS_KAFKA_EMBEDDED) == 0 && cs_kafka_embedded_topic(s->topic, s->partitions, err) != 0)
     return -1;
-  rd_kafka_conf_t *conf = cs_kafka_conf(s->brokers, NULL, 0, err);
+  rd_kafka_conf_t *conf = cs_kafka_conf(s->brokers, err);
   if (!conf) return -1;
   snprintf(num, sizeof num, "%lld", (long long)(s->session_us / 1000));
   char hb[32];
@@ -704,16 +704,7 @@ static int ks_start(cs_source *src, uv_loop_t *loop, cs_err *err) {
            /* Latency: the embedded broker answers a fetch only after this
             * long when it had nothing at first, even if data came since. */
            cs_kafka_set(conf, "fetch.wait.max.ms", "50", err);
-  for (size_t i = 0; !rc && i < s->nconfig; i++) {
-    const char *eq = strchr(s->config[i], '=');
-    char key[256];
-    if (!eq || eq == s->config[i]) {
-      rc = cs_err_set(err, "option 'config': '%s' is not key=value", s->config[i]);
-      break;
-    }
-    snprintf(key, sizeof key, "%.*s", (int)(eq - s->config[i]), s->config[i]);
-    rc = cs_kafka_set(conf, key, eq + 1, err);
-  }
+  if (!rc) rc = cs_kafka_set_props(conf, s->config, s->nconfig, "option 'config'", err);
   if (rc) {
     rd_kafka_conf_destroy(conf);
     return -1;

@@ -96,7 +96,7 @@ static void test_loop(void) {
   CHECK_EQ_INT(cs_kafka_embedded_topic("unit", 3, &err), 0);
   CHECK_EQ_INT(cs_kafka_embedded_topic("unit", 5, &err), 0); /* exists: kept */
 
-  rd_kafka_conf_t *pc = cs_kafka_conf("embedded", NULL, 0, &err);
+  rd_kafka_conf_t *pc = cs_kafka_conf("embedded", &err);
   if (!CHECK(pc != NULL)) return;
   CHECK_EQ_INT(cs_kafka_set(pc, "enable.idempotence", "true", &err), 0);
   CHECK(cs_kafka_set(pc, "no.such.property", "1", &err) != 0);
@@ -107,8 +107,16 @@ static void test_loop(void) {
   if (!CHECK(c.prod != NULL)) return;
 
   char *extra[] = {"group.id=unit", "enable.partition.eof=true", "session.timeout.ms=6000"};
-  rd_kafka_conf_t *cc = cs_kafka_conf("embedded", extra, 3, &err);
+  rd_kafka_conf_t *cc = cs_kafka_conf("embedded", &err);
   if (!CHECK(cc != NULL)) return;
+  CHECK_EQ_INT(cs_kafka_set_props(cc, extra, 3, "extra", &err), 0);
+  {
+    char *bad[] = {"fetch.wait.max.ms=50", "=nokey"};
+    rd_kafka_conf_t *bc = cs_kafka_conf("embedded", &err);
+    CHECK(cs_kafka_set_props(bc, bad, 2, "option 'config'", &err) != 0);
+    CHECK(strstr(err.msg, "option 'config': '=nokey' is not key=value") != NULL);
+    rd_kafka_conf_destroy(bc);
+  }
   rd_kafka_conf_set_rebalance_cb(cc, rebalance_cb);
   cs_kafka_cbs ccb = {&c, cons_wake, NULL};
   c.cons = cs_kafka_create(&loop, RD_KAFKA_CONSUMER, cc, "consumer", &ccb, &err);
