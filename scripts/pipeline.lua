@@ -43,7 +43,7 @@ else
     api           = setting("api", "COINBASE_API", "exchange"),
     url           = setting("url", "COINBASE_URL", nil),
     ca_file       = cs.arg("ca_file"),
-    exit_on_close = cs.arg("exit_on_close", "false") == "true",
+    exit_on_close = cs.arg("exit_on_close", false), -- "true" or "false"; cs.coinbase refuses anything else
   }
 end
 
