@@ -1283,8 +1283,9 @@ static int on_receive(conn *c, const void *in, size_t len) {
 
 /* ---- a connection's life ----------------------------------------------- */
 
-static void conn_free(uv_handle_t *h) {
-  conn *c = h->data;
+/* Frees a connection's state; also one that was never fully set up (its
+ * members are zero then). */
+static void conn_destroy(conn *c) {
   conn_close_reader(c);
   cs_json_destroy(c->json);
   cs_buf_free(&c->out);
@@ -1302,6 +1303,8 @@ static void conn_free(uv_handle_t *h) {
   free(c->last_seq);
   free(c);
 }
+
+static void conn_free(uv_handle_t *h) { conn_destroy(h->data); }
 
 static void server_maybe_done(cs_exchange *ex);
 
@@ -1364,13 +1367,7 @@ static int on_established(cs_exchange *ex, struct lws *wsi) {
   return 0;
 error:
   cs_error(COMP, "out of memory accepting a client");
-  cs_json_destroy(c->json);
-  free(c->mask);
-  free(c->sub_order);
-  free(c->in_order);
-  free(c->last_trade);
-  free(c->last_seq);
-  free(c);
+  conn_destroy(c);
   return -1;
 }
 
