@@ -168,3 +168,24 @@ const cs_optval *cs_opts_get(const cs_opts *o, const char *name) {
 const char *cs_opts_str(const cs_opts *o, const char *name) { return cs_opts_get(o, name)->str; }
 double cs_opts_num(const cs_opts *o, const char *name) { return cs_opts_get(o, name)->num; }
 int64_t cs_opts_int(const cs_opts *o, const char *name) { return cs_opts_get(o, name)->i; }
+
+int cs_opts_list_copy(const cs_optval *v, char ***list, size_t *n) {
+  *list = NULL;
+  *n = 0;
+  if (!v->nlist) return 0;
+  char **l = calloc(v->nlist, sizeof *l);
+  if (!l) return -1;
+  for (size_t i = 0; i < v->nlist; i++)
+    if (!(l[i] = strdup(v->list[i]))) {
+      cs_opts_list_free(l, i);
+      return -1;
+    }
+  *list = l;
+  *n = v->nlist;
+  return 0;
+}
+
+void cs_opts_list_free(char **list, size_t n) {
+  for (size_t i = 0; list && i < n; i++) free(list[i]);
+  free(list);
+}

@@ -70,4 +70,10 @@ const char *cs_opts_str(const cs_opts *o, const char *name);
 double cs_opts_num(const cs_opts *o, const char *name);
 int64_t cs_opts_int(const cs_opts *o, const char *name);
 
+/* A copy of a string-list value for a plugin to keep: each string and the
+ * array, owned by the caller (cs_opts_list_free). 0, or -1 when out of
+ * memory with nothing left allocated. An empty list gives NULL and 0. */
+int cs_opts_list_copy(const cs_optval *v, char ***list, size_t *n);
+void cs_opts_list_free(char **list, size_t n); /* NULL is a no-op */
+
 #endif

@@ -88,8 +88,7 @@ static void ks_free(ksink *s) {
   free(s->brokers);
   free(s->topic);
   free(s->compression);
-  for (size_t i = 0; i < s->nconfig; i++) free(s->config[i]);
-  free(s->config);
+  cs_opts_list_free(s->config, s->nconfig);
   cs_buf_free(&s->buf);
   free(s->offs);
   free(s->keys);
@@ -122,13 +121,8 @@ static int ks_init(cs_sink *sink, const cs_opts *opts, cs_err *err) {
   s->mask = 1023;
   s->done = calloc(s->mask + 1, 1);
   s->span = calloc(s->mask + 1, sizeof *s->span);
-  const cs_optval *cfg = cs_opts_get(opts, "config");
-  if (cfg->set && cfg->nlist) {
-    s->config = calloc(cfg->nlist, sizeof *s->config);
-    for (size_t i = 0; s->config && i < cfg->nlist; i++)
-      if ((s->config[s->nconfig] = strdup(cfg->list[i]))) s->nconfig++;
-  }
-  if (!s->brokers || !s->topic || !s->compression || !s->done || !s->span || (cfg->set && cfg->nlist && s->nconfig != cfg->nlist)) {
+  int cfg_rc = cs_opts_list_copy(cs_opts_get(opts, "config"), &s->config, &s->nconfig);
+  if (!s->brokers || !s->topic || !s->compression || !s->done || !s->span || cfg_rc != 0) {
     ks_free(s);
     return cs_err_set(err, "out of memory");
   }

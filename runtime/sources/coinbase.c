@@ -143,24 +143,10 @@ static int parse_url(coinbase *c, cs_err *err) {
   return 0;
 }
 
-static char **copy_list(const cs_optval *v, size_t *n) {
-  char **l = calloc(v->nlist ? v->nlist : 1, sizeof *l);
-  if (!l) return NULL;
-  for (size_t i = 0; i < v->nlist; i++)
-    if (!(l[i] = strdup(v->list[i]))) return l;
-  *n = v->nlist;
-  return l;
-}
-
-static void free_list(char **l, size_t n) {
-  for (size_t i = 0; l && i < n; i++) free(l[i]);
-  free(l);
-}
-
 static void coinbase_free(coinbase *c) {
   if (!c) return;
-  free_list(c->products, c->nproducts);
-  free_list(c->channels, c->nchannels);
+  cs_opts_list_free(c->products, c->nproducts);
+  cs_opts_list_free(c->channels, c->nchannels);
   free(c->url);
   free(c->ca_file);
   free(c->record);
@@ -189,13 +175,13 @@ static int coinbase_init(cs_source *src, const cs_opts *opts, cs_err *err) {
   static char *const adv_channels[] = {"market_trades", "heartbeats"};
   cs_optval dp = {.set = 1, .list = (char **)def_products, .nlist = 1};
   cs_optval dc = {.set = 1, .list = (char **)(c->api == API_ADVANCED ? adv_channels : ex_channels), .nlist = 2};
-  c->products = copy_list(pv->nlist ? pv : &dp, &c->nproducts);
-  c->channels = copy_list(cv->nlist ? cv : &dc, &c->nchannels);
+  int lists_rc = cs_opts_list_copy(pv->nlist ? pv : &dp, &c->products, &c->nproducts) |
+                 cs_opts_list_copy(cv->nlist ? cv : &dc, &c->channels, &c->nchannels);
   const char *url = cs_opts_get(opts, "url")->set ? cs_opts_str(opts, "url") : default_url(c->api);
   c->url = strdup(url);
   if (cs_opts_get(opts, "ca_file")->set) c->ca_file = strdup(cs_opts_str(opts, "ca_file"));
   if (cs_opts_get(opts, "record")->set) c->record = strdup(cs_opts_str(opts, "record"));
-  if (!c->products || !c->channels || !c->url) goto nomem;
+  if (lists_rc || !c->url) goto nomem;
   for (size_t i = 0; i < c->nproducts; i++)
     if (!c->products[i] || !c->products[i][0]) {
       cs_err_set(err, "option 'products': product names must be non-empty strings");

@@ -607,8 +607,7 @@ static void ks_free(ksrc *s) {
   free(s->brokers);
   free(s->topic);
   free(s->group);
-  for (size_t i = 0; i < s->nconfig; i++) free(s->config[i]);
-  free(s->config);
+  cs_opts_list_free(s->config, s->nconfig);
   lanes_clear(s);
   free(s);
 }
@@ -652,14 +651,9 @@ static int ks_init(cs_source *src, const cs_opts *opts, cs_err *err) {
   s->wm = INT64_MIN;
   cs_log_limiter init = CS_LOG_LIMITER_INIT;
   s->lim = s->lim_err = init;
-  const cs_optval *cfg = cs_opts_get(opts, "config");
-  if (cfg->set && cfg->nlist) {
-    s->config = calloc(cfg->nlist, sizeof *s->config);
-    for (size_t i = 0; s->config && i < cfg->nlist; i++)
-      if ((s->config[s->nconfig] = strdup(cfg->list[i]))) s->nconfig++;
-  }
+  int cfg_rc = cs_opts_list_copy(cs_opts_get(opts, "config"), &s->config, &s->nconfig);
   src->ctx = s;
-  if (!s->brokers || !s->topic || !s->group || (cfg->set && cfg->nlist && s->nconfig != cfg->nlist)) {
+  if (!s->brokers || !s->topic || !s->group || cfg_rc != 0) {
     cs_err_set(err, "out of memory");
     goto error;
   }

@@ -1028,17 +1028,9 @@ static int ch_init(cs_sink *sink, const cs_opts *opts, cs_err *err) {
   c->table_opt = opt_dup(opts, "table");
   c->view_opt = opt_dup(opts, "view");
   c->ca_file = opt_dup(opts, "ca_file");
-  const cs_optval *ex = cs_opts_get(opts, "extra_columns");
-  if (ex->set && ex->nlist) {
-    if (!(c->extra = calloc(ex->nlist, sizeof *c->extra))) {
-      cs_err_set(err, "out of memory");
-      goto error;
-    }
-    for (size_t i = 0; i < ex->nlist; i++, c->nextra++)
-      if (!(c->extra[i] = strdup(ex->list[i]))) {
-        cs_err_set(err, "out of memory");
-        goto error;
-      }
+  if (cs_opts_list_copy(cs_opts_get(opts, "extra_columns"), &c->extra, &c->nextra) != 0) {
+    cs_err_set(err, "out of memory");
+    goto error;
   }
   c->create = (int)cs_opts_int(opts, "create");
   c->dist_sync = (int)cs_opts_int(opts, "insert_sync");
@@ -1162,8 +1154,7 @@ static void ch_destroy(cs_sink *sink) {
     memset(c->password, 0, strlen(c->password));
     free(c->password);
   }
-  for (size_t i = 0; i < c->nextra; i++) free(c->extra[i]);
-  free(c->extra);
+  cs_opts_list_free(c->extra, c->nextra);
   free(c->url);
   free(c->db);
   free(c->table_opt);
