@@ -161,23 +161,8 @@ typedef struct lwindow {
 static void lw_emit(void *ud, const cs_row *r) {
   lwindow *lw = ud;
   lua_State *L = lw->L;
-  char ts[CS_TIME_RFC3339_LEN + 1];
   lua_rawgeti(L, LUA_REGISTRYINDEX, lw->rows_ref);
-  lua_createtable(L, 0, 14);
-  lua_pushstring(L, r->product_id);
-  lua_setfield(L, -2, "product_id");
-  cs_time_format_rfc3339(r->window_start_us, ts);
-  lua_pushstring(L, ts);
-  lua_setfield(L, -2, "window_start");
-  cs_time_format_rfc3339(r->window_end_us, ts);
-  lua_pushstring(L, ts);
-  lua_setfield(L, -2, "window_end");
-  const double vals[CS_AGG_COUNT] = {(double)r->trades, r->avg_price, r->vwap,   r->open,       r->high,
-                                     r->low,            r->close,     r->volume, r->buy_volume, r->sell_volume};
-  for (int i = 0; i < CS_AGG_COUNT; i++) {
-    lua_pushnumber(L, vals[i]);
-    lua_setfield(L, -2, cs_agg_names[i]);
-  }
+  cs_lua_row_push(L, r, 0);
   lua_pushnumber(L, r->revision);
   lua_setfield(L, -2, "revision");
   lua_rawseti(L, -2, (int)lua_objlen(L, -2) + 1);

@@ -26,6 +26,12 @@ int cs_lua_pcall(cs_lua *h, int nargs, int nresults);
  * the top of the stack (cs_lua_trade.c). */
 void cs_lua_trade_fill(lua_State *L, const cs_trade *t);
 
+/* Pushes a new table for a window row: product_id, window_start and
+ * window_end (RFC 3339) and the built-in aggregates by name — all of them,
+ * or with computed_only those the row has (r->aggs). Callers add their own
+ * extra fields (cs_lua_trade.c). */
+void cs_lua_row_push(lua_State *L, const cs_row *r, int computed_only);
+
 /* Installs `cstream.core` into package.preload (cs_lua_core.c). */
 void cs_lua_core_open(lua_State *L);
 

@@ -257,23 +257,7 @@ static int l_finish(lua_State *L) {
 }
 
 static void push_row(lua_State *L, const cs_row *r) {
-  char ts[CS_TIME_RFC3339_LEN + 1];
-  lua_createtable(L, 0, 14);
-  lua_pushstring(L, r->product_id);
-  lua_setfield(L, -2, "product_id");
-  cs_time_format_rfc3339(r->window_start_us, ts);
-  lua_pushstring(L, ts);
-  lua_setfield(L, -2, "window_start");
-  cs_time_format_rfc3339(r->window_end_us, ts);
-  lua_pushstring(L, ts);
-  lua_setfield(L, -2, "window_end");
-  const double vals[CS_AGG_COUNT] = {(double)r->trades, r->avg_price, r->vwap,   r->open,       r->high,
-                                     r->low,            r->close,     r->volume, r->buy_volume, r->sell_volume};
-  for (int i = 0; i < CS_AGG_COUNT; i++) {
-    if (!(r->aggs & (1u << i))) continue;
-    lua_pushnumber(L, vals[i]);
-    lua_setfield(L, -2, cs_agg_names[i]);
-  }
+  cs_lua_row_push(L, r, 1);
   if (r->ext_json) { /* user aggregates: test.lua decodes them */
     lua_pushstring(L, r->ext_json);
     lua_setfield(L, -2, "_ext_json");
